@@ -1,0 +1,147 @@
+"""The DuckDB warehouse: one file, every table partitioned by a `dataset` column.
+
+Writes replace one dataset's rows inside a single transaction, so a failed write leaves the
+previous good rows in place. SQL lives in `sql/<name>.sql`, one statement per file, with `$name`
+parameters bound by DuckDB (never spliced into the text).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def sql(name: str) -> str:
+    path = SQL_DIR / f"{name}.sql"
+    if not path.is_file():
+        raise FileNotFoundError(f"no SQL file {path}; every statement lives in sql/<name>.sql")
+    return path.read_text()
+
+
+@contextmanager
+def connect(path: str | Path, *, read_only: bool = False, wait_seconds: float = 60.0) -> Iterator[
+        duckdb.DuckDBPyConnection]:
+    """Open the warehouse, waiting while another process holds DuckDB's single-writer lock."""
+    path = Path(path)
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"cannot open the warehouse {path}: {err}. Close other DuckDB sessions on it "
+                    f"(a SQL shell, a notebook) and retry."
+                ) from err
+            time.sleep(0.5)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def query(con: duckdb.DuckDBPyConnection, name: str, **params) -> pd.DataFrame:
+    """Run `sql/<name>.sql` with named parameters and return a DataFrame."""
+    return con.execute(sql(name), params).df()
+
+
+def replace_partition(con: duckdb.DuckDBPyConnection, table: str, dataset: str,
+                      data: pd.DataFrame | pa.Table) -> int:
+    """Atomically replace `dataset`'s rows of `table` (created on first write) with `data`."""
+    return replace_partitions(con, dataset, {table: data})[table]
+
+
+def replace_partitions(con: duckdb.DuckDBPyConnection, dataset: str,
+                       tables: dict[str, pd.DataFrame | pa.Table]) -> dict[str, int]:
+    """Replace `dataset`'s rows of several tables in ONE transaction: all are written or none."""
+    arrows = {table: _with_dataset(table, data, dataset) for table, data in tables.items()}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, arrow in arrows.items():
+            con.register("_incoming", arrow)
+            try:
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _incoming LIMIT 0")
+                _check_same_columns(con, table, arrow.column_names)
+                con.execute(f"DELETE FROM {table} WHERE dataset = $dataset", {"dataset": dataset})
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+            finally:
+                con.unregister("_incoming")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return {table: arrow.num_rows for table, arrow in arrows.items()}
+
+
+def _with_dataset(table: str, data: pd.DataFrame | pa.Table, dataset: str) -> pa.Table:
+    if not _IDENTIFIER.match(table):
+        raise ValueError(f"table name {table!r} must be a lowercase identifier")
+    arrow = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    if "dataset" in arrow.column_names:
+        arrow = arrow.drop_columns(["dataset"])
+    return arrow.add_column(0, "dataset", pa.array([dataset] * arrow.num_rows, pa.string()))
+
+
+def read_partition(con: duckdb.DuckDBPyConnection, table: str, dataset: str) -> pd.DataFrame:
+    """One dataset's rows of `table`, without the `dataset` column; a clear error when absent."""
+    if not _IDENTIFIER.match(table):
+        raise ValueError(f"table name {table!r} must be a lowercase identifier")
+    if not table_exists(con, table):
+        raise LookupError(f"warehouse has no table {table}; materialize the asset that builds it first")
+    df = con.execute(f"SELECT * EXCLUDE (dataset) FROM {table} WHERE dataset = $dataset",
+                     {"dataset": dataset}).df()
+    if df.empty:
+        raise LookupError(f"table {table} has no rows for dataset {dataset!r}; materialize that partition first")
+    return df
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = $t", {"t": table}).fetchone()[0])
+
+
+def _check_same_columns(con: duckdb.DuckDBPyConnection, table: str, incoming: list[str]) -> None:
+    existing = [r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = $t ORDER BY ordinal_position",
+        {"t": table}).fetchall()]
+    if sorted(existing) != sorted(incoming):
+        raise RuntimeError(
+            f"warehouse table {table} has columns {existing} but this code writes {incoming}; "
+            f"the schema changed: run `DROP TABLE {table}` in the warehouse and re-materialize"
+        )
+
+
+def vectors_to_arrow(vectors) -> pa.Array:
+    """(N, D) float array -> Arrow fixed-size list, stored by DuckDB as FLOAT[D]."""
+    n, d = vectors.shape
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype("float32").reshape(-1)), d)
+
+
+def read_vectors(con: duckdb.DuckDBPyConnection, table: str, dataset: str, column: str = "embedding"):
+    """(item_index (N,), vectors (N, D) float32) of one dataset, ordered by item_index."""
+    import numpy as np
+
+    if not _IDENTIFIER.match(table) or not _IDENTIFIER.match(column):
+        raise ValueError(f"bad table or column name {table!r}.{column!r}")
+    if not table_exists(con, table):
+        raise LookupError(f"warehouse has no table {table}; materialize the asset that builds it first")
+    arrow = con.execute(f"SELECT item_index, {column} FROM {table} WHERE dataset = $dataset ORDER BY item_index",
+                        {"dataset": dataset}).to_arrow_table()
+    if arrow.num_rows == 0:
+        raise LookupError(f"table {table} has no rows for dataset {dataset!r}; materialize that partition first")
+    col = arrow.column(column).combine_chunks()
+    flat = np.asarray(col.flatten(), dtype=np.float32)
+    return np.asarray(arrow.column("item_index")), flat.reshape(arrow.num_rows, -1)
