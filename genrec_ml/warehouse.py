@@ -59,15 +59,22 @@ def query(con: duckdb.DuckDBPyConnection, name: str, **params) -> pd.DataFrame:
 
 
 def replace_partition(con: duckdb.DuckDBPyConnection, table: str, dataset: str,
-                      data: pd.DataFrame | pa.Table) -> int:
+                      data: pd.DataFrame | pa.Table, keys: dict[str, str] | None = None) -> int:
     """Atomically replace `dataset`'s rows of `table` (created on first write) with `data`."""
-    return replace_partitions(con, dataset, {table: data})[table]
+    return replace_partitions(con, dataset, {table: data}, keys)[table]
 
 
 def replace_partitions(con: duckdb.DuckDBPyConnection, dataset: str,
-                       tables: dict[str, pd.DataFrame | pa.Table]) -> dict[str, int]:
-    """Replace `dataset`'s rows of several tables in ONE transaction: all are written or none."""
-    arrows = {table: _with_dataset(table, data, dataset) for table, data in tables.items()}
+                       tables: dict[str, pd.DataFrame | pa.Table],
+                       keys: dict[str, str] | None = None) -> dict[str, int]:
+    """Replace `dataset`'s rows of several tables in ONE transaction: all are written or none.
+
+    `keys` narrows the partition further (e.g. {"tokenizer": "rq_vae"}): those columns are added
+    to every row, and only rows matching dataset AND keys are replaced.
+    """
+    keys = {"dataset": dataset, **(keys or {})}
+    arrows = {table: _with_keys(table, data, keys) for table, data in tables.items()}
+    match = " AND ".join(f"{k} = ${k}" for k in keys)
     con.execute("BEGIN TRANSACTION")
     try:
         for table, arrow in arrows.items():
@@ -75,7 +82,7 @@ def replace_partitions(con: duckdb.DuckDBPyConnection, dataset: str,
             try:
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _incoming LIMIT 0")
                 _check_same_columns(con, table, arrow.column_names)
-                con.execute(f"DELETE FROM {table} WHERE dataset = $dataset", {"dataset": dataset})
+                con.execute(f"DELETE FROM {table} WHERE {match}", keys)
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
             finally:
                 con.unregister("_incoming")
@@ -86,13 +93,14 @@ def replace_partitions(con: duckdb.DuckDBPyConnection, dataset: str,
     return {table: arrow.num_rows for table, arrow in arrows.items()}
 
 
-def _with_dataset(table: str, data: pd.DataFrame | pa.Table, dataset: str) -> pa.Table:
-    if not _IDENTIFIER.match(table):
-        raise ValueError(f"table name {table!r} must be a lowercase identifier")
+def _with_keys(table: str, data: pd.DataFrame | pa.Table, keys: dict[str, str]) -> pa.Table:
+    if not all(_IDENTIFIER.match(name) for name in (table, *keys)):
+        raise ValueError(f"table {table!r} and key columns {list(keys)} must be lowercase identifiers")
     arrow = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
-    if "dataset" in arrow.column_names:
-        arrow = arrow.drop_columns(["dataset"])
-    return arrow.add_column(0, "dataset", pa.array([dataset] * arrow.num_rows, pa.string()))
+    arrow = arrow.drop_columns([k for k in keys if k in arrow.column_names])
+    for position, (name, value) in enumerate(keys.items()):
+        arrow = arrow.add_column(position, name, pa.array([value] * arrow.num_rows, pa.string()))
+    return arrow
 
 
 def read_partition(con: duckdb.DuckDBPyConnection, table: str, dataset: str) -> pd.DataFrame:

@@ -1,8 +1,14 @@
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Dataset partitions are discovered when genrec_assets is imported: point discovery at the real
+# datasets (when present) before any test imports it.
+if SHARED_DATA.is_dir():
+    os.environ.setdefault("GENREC_DATA_ROOT", str(SHARED_DATA))
 
 
 @pytest.fixture

@@ -54,3 +54,12 @@ def test_group_by_after_large_arrow_insert(tmp_path):
     with warehouse.connect(tmp_path / "w.duckdb") as con:
         warehouse.replace_partition(con, "t", "a", pa.table({"x": list(range(n))}))
         assert con.execute("SELECT dataset, count(*) FROM t GROUP BY dataset").fetchall() == [("a", n)]
+
+
+def test_extra_keys_narrow_the_replaced_rows(tmp_path):
+    with warehouse.connect(tmp_path / "w.duckdb") as con:
+        warehouse.replace_partition(con, "s", "a", pd.DataFrame({"x": [1]}), keys={"tokenizer": "p"})
+        warehouse.replace_partition(con, "s", "a", pd.DataFrame({"x": [2]}), keys={"tokenizer": "q"})
+        warehouse.replace_partition(con, "s", "a", pd.DataFrame({"x": [3, 4]}), keys={"tokenizer": "p"})
+        rows = con.execute("SELECT tokenizer, x FROM s ORDER BY ALL").fetchall()
+    assert rows == [("p", 3), ("p", 4), ("q", 2)]

@@ -19,6 +19,7 @@ def validate(df: pd.DataFrame, expectations: list, *, name: str) -> dg.AssetChec
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = gx.data_context.types.base.ProgressBarsConfig(globally=False)
     batch = (context.data_sources.add_pandas(f"{name}_source")
              .add_dataframe_asset(name)
              .add_batch_definition_whole_dataframe("whole")

@@ -5,6 +5,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -32,8 +33,43 @@ class DataRoot(dg.ConfigurableResource):
     path: str = ""
 
 
+class Artifacts(dg.ConfigurableResource):
+    """Folder for files that are not tables: codebooks, checkpoints, plots."""
+
+    path: str
+
+    def folder(self, *parts: str) -> Path:
+        folder = Path(self.path).joinpath(*parts)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+class Tracking(dg.ConfigurableResource):
+    """MLflow tracking: a sqlite store (file stores are refused by MLflow 3) and a local artifact root."""
+
+    tracking_uri: str
+    artifact_root: str
+
+    @contextmanager
+    def run(self, experiment: str, run_name: str, tags: dict[str, str]) -> Iterator[Any]:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        found = mlflow.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else mlflow.create_experiment(
+            experiment, artifact_location=Path(self.artifact_root).resolve().as_uri())
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
+            yield active
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
+    runtime = Path(os.environ.get("GENREC_RUNTIME_DIR", str(RUNTIME_DIR)))
+    runtime.mkdir(parents=True, exist_ok=True)
     return {
-        "warehouse": Warehouse(path=os.environ.get("GENREC_WAREHOUSE", str(RUNTIME_DIR / "warehouse.duckdb"))),
+        "warehouse": Warehouse(path=os.environ.get("GENREC_WAREHOUSE", str(runtime / "warehouse.duckdb"))),
         "data_root": DataRoot(path=os.environ.get("GENREC_DATA_ROOT", "")),
+        "artifacts": Artifacts(path=os.environ.get("GENREC_ARTIFACTS", str(runtime / "artifacts"))),
+        "tracking": Tracking(
+            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{runtime.resolve() / 'mlflow.db'}"),
+            artifact_root=os.environ.get("GENREC_MLFLOW_ARTIFACTS", str(runtime / "mlflow-artifacts"))),
     }

@@ -67,15 +67,19 @@ def k_core(inter: pd.DataFrame, k: int) -> tuple[pd.DataFrame, int]:
         rounds += 1
 
 
-def item_text(title: str, description: str, categories: list[str]) -> str:
-    """The text that is embedded. Numeric-only attribute ids carry no words, so they are left out."""
+def item_text(title: str, description: str, categories: list[str], item_id: str = "") -> str:
+    """The text that is embedded. Numeric-only attribute ids carry no words, so they are left out,
+    unless nothing else is known: then the id and attribute ids stand in, so no text is empty."""
     parts = [title.strip()]
     if description.strip():
         parts.append(description.strip())
     words = [c for c in categories if not c.strip().isdigit()]
     if words:
         parts.append("Category: " + " > ".join(words))
-    return ". ".join(p for p in parts if p)
+    text = ". ".join(p for p in parts if p)
+    if not text:
+        text = " ".join([f"item {item_id}".strip(), *(f"attribute {c}" for c in categories)])
+    return text
 
 
 def _chronological(raw: pd.DataFrame) -> pd.DataFrame:
@@ -120,9 +124,11 @@ def _index(inter: pd.DataFrame, raw_items: pd.DataFrame, report: dict[str, int])
     items["description"] = items["description"].fillna("")
     items["categories"] = items["categories"].map(lambda c: list(c) if c is not None else [])
     items["category"] = items["categories"].map(lambda c: c[0] if c else "")
-    items["text"] = [item_text(t, d, c) for t, d, c in
-                     zip(items["title"].fillna(""), items["description"], items["categories"], strict=True)]
-    report.update(users=len(users), items=len(item_ids), interactions=len(out))
+    titles = items["title"].fillna("")
+    items["text"] = [item_text(t, d, c, i) for t, d, c, i in
+                     zip(titles, items["description"], items["categories"], items["item_id"], strict=True)]
+    report.update(users=len(users), items=len(item_ids), interactions=len(out),
+                  items_without_title=int((titles.str.strip() == "").sum()))
     return CleanedDataset(out[INTERACTION_COLUMNS], items[ITEM_COLUMNS], report)
 
 

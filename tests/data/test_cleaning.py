@@ -80,3 +80,12 @@ def test_impossible_k_core():
 def test_item_text_skips_numeric_attribute_ids():
     assert item_text("red polish", "", ["173", "1"]) == "red polish"
     assert item_text("red polish", "shiny", ["Beauty", "Nails"]) == "red polish. shiny. Category: Beauty > Nails"
+
+
+def test_item_without_any_words_gets_a_fallback_text():
+    assert item_text("", "", ["173", "1"], "B00X") == "item B00X attribute 173 attribute 1"
+    raw = _raw([("u", "a", 1, None)])
+    items = _items(["a"]).assign(title="", categories=[["7"]])
+    out = clean(raw, items, CleaningConfig(k_core=1))
+    assert out.items["text"].tolist() == ["item a attribute 7"]
+    assert out.report["items_without_title"] == 1

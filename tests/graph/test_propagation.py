@@ -57,3 +57,22 @@ def test_nan_embedding_names_the_row():
 def test_bad_alpha():
     with pytest.raises(GenrecConfigError, match="alpha"):
         PropagationConfig(alpha=0)
+
+
+def test_collaborative_embeddings_separate_graph_communities():
+    from genrec_ml.graph.spectral import collaborative_embeddings
+
+    # two cliques of 6 items joined by one weak edge, plus 2 isolated items
+    n = 14
+    pairs = [(i, j) for block in (range(0, 6), range(6, 12)) for i in block for j in block if i != j]
+    pairs += [(5, 6), (6, 5)]
+    edges = pd.DataFrame(pairs, columns=["src_item_index", "dst_item_index"]).assign(weight=1)
+    text = np.random.default_rng(0).normal(size=(n, 5)).astype(np.float32)
+    emb = collaborative_embeddings(edges, text, dim=2)
+    again = collaborative_embeddings(edges, text, dim=2)
+    np.testing.assert_array_equal(emb, again)
+    unit = emb[:12] / np.linalg.norm(emb[:12], axis=1, keepdims=True)
+    sims = unit @ unit.T
+    assert sims[0, 1] > 0.9 and sims[7, 8] > 0.9  # same community: near-identical direction
+    assert sims[0, 8] < sims[0, 1] - 0.5  # different communities: clearly apart
+    assert np.abs(emb[12:]).sum() > 0  # cold items get a text-based estimate, not zeros
