@@ -1,0 +1,351 @@
+"""The training loop of the SID sequence models: AdamW, warmup + cosine, beam-search validation.
+
+`train` works with any model that has `name`, `config` (a dataclass), `vocab` (`SidVocab`),
+`forward(batch) -> (logits, loss)` and `recommend(batch, constraint, beam_width, top_k)`, and is
+registered in `genrec_ml.models.registry`. It never imports an experiment tracker: the caller
+passes `callback(event, payload)` and logs what it likes:
+
+    ("step", {"loss", "lr", "step"})              after every optimizer step
+    ("eval", {"step", "epoch", "train_loss", "recall@10", "ndcg@10", "mrr", ...})
+    ("checkpoint", {"path", "kind": "last" | "best", "step"})
+
+Resuming: `checkpoint_dir/last.pt` holds the weights, optimizer, scheduler, RNG streams and the
+loop's position (`Progress`). A call finding it continues from there; since each epoch's order
+is a pure function of (seed, epoch) and the RNG streams are restored, the resumed run follows the
+uninterrupted one step for step.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+
+from genrec_ml.data.sequences import SequenceDataset, collate
+from genrec_ml.decoding import Constraint, Trie
+from genrec_ml.errors import GenrecConfigError, GenrecDataError
+from genrec_ml.eval import evaluate
+from genrec_ml.train.checkpoint import (
+    model_payload,
+    read_checkpoint,
+    restore_rng_states,
+    rng_states,
+    save_atomic,
+)
+from genrec_ml.train.config import TrainConfig
+from genrec_ml.train.distributed import Processes, resolve_device, start_processes, stop_processes, unwrap, wrap
+
+Callback = Callable[[str, dict[str, Any]], None]
+LAST, BEST = "last.pt", "best.pt"
+
+
+@dataclass
+class TrainResult:
+    best_metrics: dict[str, float]  # the validation record with the best `monitor` value
+    history: list[dict[str, float]]  # every validation record, oldest first
+    best_checkpoint_path: Path | None  # best.pt, None if no validation ran
+    steps: int  # optimizer steps taken, over all resumed calls
+    seconds: float  # training wall-clock time, over all resumed calls (up to their last checkpoint)
+
+
+@dataclass
+class Progress:
+    """Where the loop is and what early stopping remembers; saved in last.pt."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already trained
+    best_value: float = -math.inf
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    evals_since_best: int = 0
+    last_eval_step: int = -1
+    stopped: bool = False  # early stopping fired
+    seconds: float = 0.0
+    loss_sum: float = 0.0  # training loss summed since the last validation
+    loss_count: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """Everything one `train` call works with."""
+
+    model: nn.Module  # DDP-wrapped under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    config: TrainConfig
+    processes: Processes
+    device: torch.device
+    checkpoint_dir: Path
+    callback: Callback | None
+    train_data: SequenceDataset
+    valid_data: SequenceDataset
+    trie: Trie
+    steps_per_epoch: int
+    total_steps: int
+    progress: Progress
+    clock: float = field(default_factory=time.perf_counter)  # start of this call; progress.seconds is before it
+
+
+def train(
+    model: nn.Module,
+    train_examples: pd.DataFrame,
+    valid_examples: pd.DataFrame,
+    sids,
+    config: TrainConfig,
+    checkpoint_dir: str | Path,
+    callback: Callback | None = None,
+) -> TrainResult:
+    """Train `model` in place, validating with beam search; resume from `checkpoint_dir/last.pt`.
+
+    `sids: (N_items, L)` codes of every item (row = item index). Seeds python, numpy and torch
+    from `config.seed` (the model's initial weights are the caller's). On return the model holds
+    the last weights; best.pt holds the best validated ones (`load_checkpoint`).
+    """
+    processes = start_processes()
+    try:
+        run = _setup(model, train_examples, valid_examples, sids, config, Path(checkpoint_dir), callback, processes)
+        while not _finished(run):
+            _train_epoch(run)
+        if run.progress.last_eval_step != run.progress.step:
+            _validate(run)
+        _save_last(run)
+        return _result(run)
+    finally:
+        stop_processes(processes)
+
+
+@torch.no_grad()
+def evaluate_split(
+    model: nn.Module,
+    examples: pd.DataFrame | SequenceDataset,
+    sids=None,
+    trie: Constraint | None = None,
+    ks: tuple[int, ...] = (5, 10),
+    beam_width: int = 20,
+    batch_size: int = 256,
+    max_history: int | None = 20,
+) -> dict[str, float]:
+    """Beam-search top-max(ks) items for every example and score them against its target item.
+
+    Returns `genrec_ml.eval.evaluate`'s dict ("recall@10", "ndcg@10", "mrr", ...). `sids` are
+    needed unless `examples` is already a `SequenceDataset` and `trie` is given.
+    """
+    data = examples if isinstance(examples, SequenceDataset) else SequenceDataset(
+        examples, sids, model.vocab, max_history
+    )
+    if trie is None:
+        trie = Trie.from_sids(data.sids, model.vocab.codebook_sizes)
+    top = [
+        model.recommend(batch, trie, beam_width, max(ks))[0].cpu()
+        for batch in DataLoader(data, batch_size=batch_size, collate_fn=collate)
+    ]
+    return evaluate(torch.cat(top), data.target_items, ks)
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
+    """Share of the peak lr at `step`: linear warmup, then a half cosine down to min_lr_ratio."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    done = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * done))
+
+
+def _setup(model, train_examples, valid_examples, sids, config, checkpoint_dir, callback, processes) -> _Run:
+    _seed_everything(config.seed)
+    device = resolve_device(config.device, processes)
+    model.to(device)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    train_data, valid_data = _datasets(model, train_examples, valid_examples, sids, config)
+    steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * processes.world_size))
+    total_steps = config.max_epochs * steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    optimizer = _optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, config.warmup_steps, total_steps, config.min_lr_ratio)
+    )
+    progress = Progress()
+    if (checkpoint_dir / LAST).is_file():
+        progress = _resume(checkpoint_dir / LAST, model, optimizer, scheduler, device)
+    return _Run(
+        model=wrap(model, processes, device), optimizer=optimizer, scheduler=scheduler, config=config,
+        processes=processes, device=device, checkpoint_dir=checkpoint_dir, callback=callback,
+        train_data=train_data, valid_data=valid_data,
+        trie=Trie.from_sids(train_data.sids, model.vocab.codebook_sizes).to(device),
+        steps_per_epoch=steps_per_epoch, total_steps=total_steps, progress=progress,
+    )
+
+
+def _datasets(model, train_examples, valid_examples, sids, config) -> tuple[SequenceDataset, SequenceDataset]:
+    if config.eval_max_examples is not None:
+        valid_examples = valid_examples.iloc[: config.eval_max_examples]
+    for name, frame in (("train_examples", train_examples), ("valid_examples", valid_examples)):
+        if len(frame) == 0:
+            raise GenrecDataError(f"{name} is empty; training needs both train and valid examples", field=name)
+    return (
+        SequenceDataset(train_examples, sids, model.vocab, config.max_history),
+        SequenceDataset(valid_examples, sids, model.vocab, config.max_history),
+    )
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    # Decay weight matrices and embeddings only: shrinking norm gains just fights the normalisation.
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _finished(run: _Run) -> bool:
+    p = run.progress
+    return p.stopped or p.step >= run.total_steps or p.epoch >= run.config.max_epochs
+
+
+def _train_epoch(run: _Run) -> None:
+    p, config = run.progress, run.config
+    bar = tqdm(
+        _epoch_batches(run), desc=f"epoch {p.epoch}", initial=p.batch_in_epoch, total=run.steps_per_epoch,
+        disable=not (config.progress and run.processes.is_main), leave=False,
+    )
+    run.model.train()
+    for batch in bar:
+        loss, lr = _optimizer_step(run, batch)
+        p.step, p.batch_in_epoch = p.step + 1, p.batch_in_epoch + 1
+        p.loss_sum, p.loss_count = p.loss_sum + loss, p.loss_count + 1
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        _emit(run, "step", {"loss": loss, "lr": lr, "step": p.step})
+        if config.eval_unit == "step" and p.step % config.eval_every == 0:
+            _validate(run)
+        if p.step % config.checkpoint_every_steps == 0:
+            _save_last(run)
+        if p.stopped or p.step >= run.total_steps:
+            break
+    bar.close()
+    if p.batch_in_epoch >= run.steps_per_epoch:  # the epoch ran to its end
+        p.epoch, p.batch_in_epoch = p.epoch + 1, 0
+        if config.eval_unit == "epoch" and p.epoch % config.eval_every == 0 and not p.stopped:
+            _validate(run)
+
+
+def _epoch_batches(run: _Run) -> DataLoader:
+    """This epoch's remaining batches: order fixed by (seed, epoch), shard by rank."""
+    p, config = run.progress, run.config
+    sampler = DistributedSampler(
+        run.train_data, num_replicas=run.processes.world_size, rank=run.processes.rank, shuffle=True,
+        seed=config.seed,
+    )
+    sampler.set_epoch(p.epoch)
+    indices = list(sampler)[p.batch_in_epoch * config.batch_size :]
+    # A private generator: otherwise each DataLoader iterator draws a seed from the global torch
+    # stream, and a mid-epoch resume would shift every later dropout mask.
+    return DataLoader(
+        run.train_data, batch_size=config.batch_size, sampler=indices, collate_fn=collate,
+        generator=torch.Generator(), pin_memory=run.device.type == "cuda",
+    )
+
+
+def _optimizer_step(run: _Run, batch: dict[str, torch.Tensor]) -> tuple[float, float]:
+    """One AdamW step; returns (loss, lr used by this step)."""
+    lr = run.optimizer.param_groups[0]["lr"]
+    use_bf16 = run.device.type == "cuda" and run.config.bf16
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        _, loss = run.model(batch)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    return loss.item(), lr
+
+
+def _validate(run: _Run) -> None:
+    p, config = run.progress, run.config
+    metrics = evaluate_split(
+        unwrap(run.model), run.valid_data, trie=run.trie, ks=config.eval_ks, beam_width=config.eval_beam_width,
+        batch_size=config.eval_batch_size,
+    )
+    record = {"step": p.step, "epoch": p.epoch, "train_loss": p.loss_sum / max(p.loss_count, 1), **metrics}
+    p.loss_sum, p.loss_count, p.last_eval_step = 0.0, 0, p.step
+    p.history.append(record)
+    _emit(run, "eval", record)
+    if metrics[config.monitor] > p.best_value:
+        p.best_value, p.best_metrics, p.evals_since_best = metrics[config.monitor], record, 0
+        _save(run, BEST, {**model_payload(unwrap(run.model)), "metrics": record, "step": p.step})
+    else:
+        p.evals_since_best += 1
+        p.stopped = config.patience > 0 and p.evals_since_best >= config.patience
+
+
+def _save_last(run: _Run) -> None:
+    run.progress.seconds = _elapsed(run)
+    run.clock = time.perf_counter()
+    payload = {
+        **model_payload(unwrap(run.model)),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "rng": rng_states(),
+        "progress": asdict(run.progress),
+        "train_config": asdict(run.config),
+    }
+    _save(run, LAST, payload)
+
+
+def _save(run: _Run, name: str, payload: dict[str, Any]) -> None:
+    if not run.processes.is_main:
+        return
+    path = save_atomic(payload, run.checkpoint_dir / name)
+    _emit(run, "checkpoint", {"path": str(path), "kind": name.removesuffix(".pt"), "step": run.progress.step})
+
+
+def _resume(path: Path, model: nn.Module, optimizer, scheduler, device: torch.device) -> Progress:
+    checkpoint = read_checkpoint(path, map_location=device)
+    if checkpoint["model_name"] != model.name or checkpoint["model_config"] != asdict(model.config):
+        raise GenrecConfigError(
+            "checkpoint_dir",
+            f"{path} was written by a different model ({checkpoint['model_name']}, {checkpoint['model_config']}); "
+            "use a new checkpoint_dir, or delete last.pt to start over",
+        )
+    model.load_state_dict(checkpoint["model_state"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    restore_rng_states(checkpoint["rng"])
+    return Progress(**checkpoint["progress"])
+
+
+def _result(run: _Run) -> TrainResult:
+    p = run.progress
+    best = run.checkpoint_dir / BEST
+    return TrainResult(
+        best_metrics=p.best_metrics, history=p.history, best_checkpoint_path=best if best.is_file() else None,
+        steps=p.step, seconds=p.seconds,
+    )
+
+
+def _emit(run: _Run, event: str, payload: dict[str, Any]) -> None:
+    if run.callback is not None and run.processes.is_main:
+        run.callback(event, payload)
+
+
+def _elapsed(run: _Run) -> float:
+    return run.progress.seconds + time.perf_counter() - run.clock
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
