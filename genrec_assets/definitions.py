@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from genrec_assets.defs.codebooks import assets as codebook_assets
+from genrec_assets.defs.codebooks import checks as codebook_checks
 from genrec_assets.defs.data import assets as data_assets
 from genrec_assets.defs.data import checks as data_checks
 from genrec_assets.defs.embeddings import assets as embedding_assets
@@ -10,8 +12,8 @@ from genrec_assets.defs.jobs import default_pipeline_job
 from genrec_assets.defs.resources import default_resources
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([data_assets, embedding_assets]),
-    asset_checks=[*data_checks.ASSET_CHECKS, *embedding_checks.ASSET_CHECKS],
+    assets=[*dg.load_assets_from_modules([data_assets, embedding_assets]), *codebook_assets.CODEBOOK_ASSETS],
+    asset_checks=[*data_checks.ASSET_CHECKS, *embedding_checks.ASSET_CHECKS, *codebook_checks.ASSET_CHECKS],
     jobs=[default_pipeline_job],
     resources=default_resources(),
     # One process: DuckDB has one writer, and torch already uses every core.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from genrec_ml import warehouse
-from tests.assets.pipeline import ALL_CHECKS, TINY, materialize, run_check
+from tests.assets.pipeline import DATA_CHECKS, TINY, materialize, run_check
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ def test_every_asset_and_check_succeeds(synthetic_warehouse):
     path, result = synthetic_warehouse
     assert result.success
     checks = _check_results(result)
-    assert len(checks) == sum(len(list(c.check_keys)) for c in ALL_CHECKS)
+    assert len(checks) == sum(len(list(c.check_keys)) for c in DATA_CHECKS)
     assert all(checks.values()), checks
     with warehouse.connect(path, read_only=True) as con:
         counts = dict(con.execute("""
@@ -72,7 +72,7 @@ PLANTED = {
 
 
 def test_every_check_has_planted_bad_data():
-    assert set(PLANTED) == {key.name for check in ALL_CHECKS for key in check.check_keys}
+    assert set(PLANTED) == {key.name for check in DATA_CHECKS for key in check.check_keys}
 
 
 @pytest.mark.parametrize("check_name", sorted(PLANTED))
