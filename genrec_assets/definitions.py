@@ -8,13 +8,17 @@ from genrec_assets.defs.data import assets as data_assets
 from genrec_assets.defs.data import checks as data_checks
 from genrec_assets.defs.embeddings import assets as embedding_assets
 from genrec_assets.defs.embeddings import checks as embedding_checks
-from genrec_assets.defs.jobs import default_pipeline_job
+from genrec_assets.defs.jobs import MODEL_JOBS, default_pipeline_job, nightly_retraining, train_evaluate_job
+from genrec_assets.defs.models.registry import MODEL_ASSETS, MODEL_CHECKS
 from genrec_assets.defs.resources import default_resources
 
 defs = dg.Definitions(
-    assets=[*dg.load_assets_from_modules([data_assets, embedding_assets]), *codebook_assets.CODEBOOK_ASSETS],
-    asset_checks=[*data_checks.ASSET_CHECKS, *embedding_checks.ASSET_CHECKS, *codebook_checks.ASSET_CHECKS],
-    jobs=[default_pipeline_job],
+    assets=[*dg.load_assets_from_modules([data_assets, embedding_assets]), *codebook_assets.CODEBOOK_ASSETS,
+            *MODEL_ASSETS],
+    asset_checks=[*data_checks.ASSET_CHECKS, *embedding_checks.ASSET_CHECKS, *codebook_checks.ASSET_CHECKS,
+                  *MODEL_CHECKS],
+    jobs=[default_pipeline_job, train_evaluate_job, *MODEL_JOBS],
+    schedules=[nightly_retraining],
     resources=default_resources(),
     # One process: DuckDB has one writer, and torch already uses every core.
     executor=dg.in_process_executor,

@@ -153,3 +153,26 @@ def read_vectors(con: duckdb.DuckDBPyConnection, table: str, dataset: str, colum
     col = arrow.column(column).combine_chunks()
     flat = np.asarray(col.flatten(), dtype=np.float32)
     return np.asarray(arrow.column("item_index")), flat.reshape(arrow.num_rows, -1)
+
+
+METRIC_VIEWS = ("current_evaluations", "leaderboard_view")
+
+
+def append_metrics(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> int:
+    """Append one evaluation's rows to `metrics` (created with its views on first use), atomically."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(sql("metrics_table"))
+        _check_same_columns(con, "metrics", list(rows.columns))
+        con.register("_incoming", rows)
+        try:
+            con.execute(sql("metrics_insert"))
+        finally:
+            con.unregister("_incoming")
+        for view in METRIC_VIEWS:
+            con.execute(sql(view))
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return len(rows)

@@ -1,13 +1,77 @@
-"""Jobs users launch from the UI or CLI."""
+"""Jobs users launch from the UI or CLI, and the nightly retraining schedule."""
+
+import os
 
 import dagster as dg
 
 from genrec_assets.defs.partitions import dataset_partitions
 
+# Model groups with their own jobs; the default job leaves them out to stay within minutes on a CPU.
+SEPARATE_GROUPS = ("baselines", "reasoning", "s2gr_ablations", "care_ablations")
+POPULARITY = dg.AssetSelection.assets("popularity_metrics")
+
 default_pipeline_job = dg.define_asset_job(
     "default_pipeline",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(*SEPARATE_GROUPS),
     partitions_def=dataset_partitions,
-    description="Everything for one dataset: raw logs -> interactions, items, splits -> text embeddings "
-                "-> co-occurrence edges -> propagated embeddings, with every check.",
+    description="The core for one dataset: raw logs -> interactions, items, splits -> text embeddings -> "
+                "co-occurrence edges -> propagated embeddings -> every codebook -> popularity and TIGER "
+                "trained and evaluated into `metrics`, with every check.",
 )
+
+train_evaluate_job = dg.define_asset_job(
+    "train_evaluate",
+    selection=dg.AssetSelection.groups("models"),
+    partitions_def=dataset_partitions,
+    description="Retrain TIGER and re-evaluate it and the popularity floor on one dataset, appending to "
+                "`metrics` (its data and codebooks must exist). The nightly schedule runs this.",
+)
+
+
+
+def _model_job(name: str, selection: dg.AssetSelection, description: str):
+    return dg.define_asset_job(name, selection=selection | POPULARITY, partitions_def=dataset_partitions,
+                               description=description)
+
+
+baselines_job = _model_job(
+    "baselines", dg.AssetSelection.groups("baselines"),
+    "Train and evaluate every item-id baseline (SASRec CE and BCE, GRU4Rec, Caser, BERT4Rec, ReaRec ERL and PRL) "
+    "on one dataset into `metrics`.")
+reasoning_job = _model_job(
+    "reasoning", dg.AssetSelection.groups("reasoning"),
+    "Train and evaluate S²GR and CARE with their papers' defaults on one dataset into `metrics`.")
+s2gr_ablations_job = _model_job(
+    "s2gr_ablations",
+    dg.AssetSelection.groups("s2gr_ablations") | dg.AssetSelection.assets("s2gr_checkpoint", "s2gr_metrics"),
+    "S²GR and its ablations (w/o CoBa, w/o reasoning, w/o L_Think, cluster count C) on one dataset; "
+    "`metrics.variant` tells them apart.")
+care_ablations_job = _model_job(
+    "care_ablations",
+    dg.AssetSelection.groups("care_ablations") | dg.AssetSelection.assets("care_checkpoint", "care_metrics"),
+    "CARE on TIGER (RQ-VAE) and LETTER codes and its ablations (w/o reasoning, w/o progressive attention, "
+    "w/o diversity loss) on one dataset; `metrics.variant` tells them apart.")
+MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job]
+
+
+def nightly_datasets() -> list[str]:
+    """GENREC_NIGHTLY_DATASETS (comma-separated) or every dataset partition."""
+    configured = os.environ.get("GENREC_NIGHTLY_DATASETS", "")
+    names = [name.strip() for name in configured.split(",") if name.strip()]
+    known = dataset_partitions.get_partition_keys()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"GENREC_NIGHTLY_DATASETS names unknown datasets {unknown}; known: {known}")
+    return names or known
+
+
+@dg.schedule(
+    cron_schedule="0 2 * * *", job=train_evaluate_job, execution_timezone="UTC",
+    default_status=(dg.DefaultScheduleStatus.RUNNING if os.environ.get("GENREC_NIGHTLY") == "on"
+                    else dg.DefaultScheduleStatus.STOPPED),
+    description="02:00 UTC: retrain and re-evaluate every configured dataset (GENREC_NIGHTLY_DATASETS). "
+                "Off until turned on in the UI or started with GENREC_NIGHTLY=on.",
+)
+def nightly_retraining(context: dg.ScheduleEvaluationContext):
+    night = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return [dg.RunRequest(run_key=f"{dataset}-{night}", partition_key=dataset) for dataset in nightly_datasets()]

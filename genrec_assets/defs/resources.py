@@ -61,6 +61,15 @@ class Tracking(dg.ConfigurableResource):
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as active:
             yield active
 
+    @contextmanager
+    def resume(self, run_id: str) -> Iterator[Any]:
+        """Log more into an existing run (e.g. test metrics into the run that trained the model)."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=run_id) as active:
+            yield active
+
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     runtime = Path(os.environ.get("GENREC_RUNTIME_DIR", str(RUNTIME_DIR)))

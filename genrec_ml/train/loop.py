@@ -1,11 +1,14 @@
 """The training loop of the SID sequence models: AdamW, warmup + cosine, beam-search validation.
 
-`train` works with any model that has `name`, `config` (a dataclass), `vocab` (`SidVocab`),
-`forward(batch) -> (logits, loss)` and `recommend(batch, constraint, beam_width, top_k)`, and is
-registered in `genrec_ml.models.registry`. It never imports an experiment tracker: the caller
-passes `callback(event, payload)` and logs what it likes:
+`train` works with any model registered in `genrec_ml.models.registry` that has `name`, `config`
+(a dataclass) and `forward(batch) -> (logits, loss)`, and ranks in one of two ways (`tasks.py`):
+Semantic-ID models (`vocab`, `recommend(batch, constraint, beam_width, top_k)`) by constrained
+beam search, item-id models (`input_kind = "items"`, `recommend(batch, top_k)`) by a full sort.
+It never imports an experiment tracker: the caller passes `callback(event, payload)` and logs
+what it likes:
 
-    ("step", {"loss", "lr", "step"})              after every optimizer step
+    ("step", {"loss", "lr", "step", ...})         after every optimizer step; a model's
+                                                  `loss_parts` (e.g. {"ce", "align"}) ride along
     ("eval", {"step", "epoch", "train_loss", "recall@10", "ndcg@10", "mrr", ...})
     ("checkpoint", {"path", "kind": "last" | "best", "step"})
 
@@ -29,11 +32,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from genrec_ml.data.sequences import SequenceDataset, collate
-from genrec_ml.decoding import Constraint, Trie
+from genrec_ml.decoding import Constraint
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.eval import evaluate
 from genrec_ml.train.checkpoint import (
@@ -45,6 +47,7 @@ from genrec_ml.train.checkpoint import (
 )
 from genrec_ml.train.config import TrainConfig
 from genrec_ml.train.distributed import Processes, resolve_device, start_processes, stop_processes, unwrap, wrap
+from genrec_ml.train.tasks import ItemTask, SidTask, task_for
 
 Callback = Callable[[str, dict[str, Any]], None]
 LAST, BEST = "last.pt", "best.pt"
@@ -89,9 +92,9 @@ class _Run:
     device: torch.device
     checkpoint_dir: Path
     callback: Callback | None
-    train_data: SequenceDataset
-    valid_data: SequenceDataset
-    trie: Trie
+    task: SidTask | ItemTask
+    train_data: Dataset
+    valid_data: Dataset
     steps_per_epoch: int
     total_steps: int
     progress: Progress
@@ -107,9 +110,10 @@ def train(
     checkpoint_dir: str | Path,
     callback: Callback | None = None,
 ) -> TrainResult:
-    """Train `model` in place, validating with beam search; resume from `checkpoint_dir/last.pt`.
+    """Train `model` in place, validating by ranking; resume from `checkpoint_dir/last.pt`.
 
-    `sids: (N_items, L)` codes of every item (row = item index). Seeds python, numpy and torch
+    `sids: (N_items, L)` codes of every item (row = item index) for Semantic-ID models, None for
+    item-id models (their config holds `n_items`). Seeds python, numpy and torch
     from `config.seed` (the model's initial weights are the caller's). On return the model holds
     the last weights; best.pt holds the best validated ones (`load_checkpoint`).
     """
@@ -129,29 +133,44 @@ def train(
 @torch.no_grad()
 def evaluate_split(
     model: nn.Module,
-    examples: pd.DataFrame | SequenceDataset,
+    examples: pd.DataFrame | Dataset,
     sids=None,
     trie: Constraint | None = None,
     ks: tuple[int, ...] = (5, 10),
     beam_width: int = 20,
     batch_size: int = 256,
     max_history: int | None = 20,
+    task: SidTask | ItemTask | None = None,
 ) -> dict[str, float]:
-    """Beam-search top-max(ks) items for every example and score them against its target item.
+    """Rank top-max(ks) items for every example and score them against its target item.
 
-    Returns `genrec_ml.eval.evaluate`'s dict ("recall@10", "ndcg@10", "mrr", ...). `sids` are
-    needed unless `examples` is already a `SequenceDataset` and `trie` is given.
+    Returns `genrec_ml.eval.evaluate`'s dict ("recall@10", "ndcg@10", "mrr", ...). Semantic-ID
+    models need `sids` (or a `task`); `examples` may be a dataset the task already built.
     """
-    data = examples if isinstance(examples, SequenceDataset) else SequenceDataset(
-        examples, sids, model.vocab, max_history
-    )
-    if trie is None:
-        trie = Trie.from_sids(data.sids, model.vocab.codebook_sizes)
-    top = [
-        model.recommend(batch, trie, beam_width, max(ks))[0].cpu()
-        for batch in DataLoader(data, batch_size=batch_size, collate_fn=collate)
-    ]
-    return evaluate(torch.cat(top), data.target_items, ks)
+    return evaluate(*rank_split(model, examples, sids, trie, max(ks), beam_width, batch_size, max_history, task), ks)
+
+
+@torch.no_grad()
+def rank_split(
+    model: nn.Module,
+    examples: pd.DataFrame | Dataset,
+    sids=None,
+    trie: Constraint | None = None,
+    k: int = 10,
+    beam_width: int = 20,
+    batch_size: int = 256,
+    max_history: int | None = 20,
+    task: SidTask | ItemTask | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(top-k item indices (E, k), target item indices (E,))` for every example, in order."""
+    if task is None:
+        task = task_for(model, sids, beam_width)
+        if trie is not None:
+            task.trie = trie
+    data = examples if isinstance(examples, Dataset) else task.dataset(model, examples, max_history)
+    loader = DataLoader(data, batch_size=batch_size, collate_fn=task.collate)
+    top = [task.rank(model, batch, k).cpu() for batch in loader]
+    return torch.cat(top), data.target_items
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
@@ -167,7 +186,8 @@ def _setup(model, train_examples, valid_examples, sids, config, checkpoint_dir, 
     device = resolve_device(config.device, processes)
     model.to(device)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    train_data, valid_data = _datasets(model, train_examples, valid_examples, sids, config)
+    task = task_for(model, sids, config.eval_beam_width)
+    train_data, valid_data = _datasets(model, task, train_examples, valid_examples, config)
     steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * processes.world_size))
     total_steps = config.max_epochs * steps_per_epoch
     if config.max_steps is not None:
@@ -182,22 +202,19 @@ def _setup(model, train_examples, valid_examples, sids, config, checkpoint_dir, 
     return _Run(
         model=wrap(model, processes, device), optimizer=optimizer, scheduler=scheduler, config=config,
         processes=processes, device=device, checkpoint_dir=checkpoint_dir, callback=callback,
-        train_data=train_data, valid_data=valid_data,
-        trie=Trie.from_sids(train_data.sids, model.vocab.codebook_sizes).to(device),
+        task=task, train_data=train_data, valid_data=valid_data,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps, progress=progress,
     )
 
 
-def _datasets(model, train_examples, valid_examples, sids, config) -> tuple[SequenceDataset, SequenceDataset]:
+def _datasets(model, task, train_examples, valid_examples, config) -> tuple[Dataset, Dataset]:
     if config.eval_max_examples is not None:
         valid_examples = valid_examples.iloc[: config.eval_max_examples]
     for name, frame in (("train_examples", train_examples), ("valid_examples", valid_examples)):
         if len(frame) == 0:
             raise GenrecDataError(f"{name} is empty; training needs both train and valid examples", field=name)
-    return (
-        SequenceDataset(train_examples, sids, model.vocab, config.max_history),
-        SequenceDataset(valid_examples, sids, model.vocab, config.max_history),
-    )
+    return (task.dataset(model, train_examples, config.max_history),
+            task.dataset(model, valid_examples, config.max_history))
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -227,7 +244,8 @@ def _train_epoch(run: _Run) -> None:
         p.step, p.batch_in_epoch = p.step + 1, p.batch_in_epoch + 1
         p.loss_sum, p.loss_count = p.loss_sum + loss, p.loss_count + 1
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-        _emit(run, "step", {"loss": loss, "lr": lr, "step": p.step})
+        parts = {f"loss_{name}": value for name, value in getattr(unwrap(run.model), "loss_parts", {}).items()}
+        _emit(run, "step", {"loss": loss, "lr": lr, "step": p.step, **parts})
         if config.eval_unit == "step" and p.step % config.eval_every == 0:
             _validate(run)
         if p.step % config.checkpoint_every_steps == 0:
@@ -253,7 +271,7 @@ def _epoch_batches(run: _Run) -> DataLoader:
     # A private generator: otherwise each DataLoader iterator draws a seed from the global torch
     # stream, and a mid-epoch resume would shift every later dropout mask.
     return DataLoader(
-        run.train_data, batch_size=config.batch_size, sampler=indices, collate_fn=collate,
+        run.train_data, batch_size=config.batch_size, sampler=indices, collate_fn=run.task.collate,
         generator=torch.Generator(), pin_memory=run.device.type == "cuda",
     )
 
@@ -276,8 +294,7 @@ def _optimizer_step(run: _Run, batch: dict[str, torch.Tensor]) -> tuple[float, f
 def _validate(run: _Run) -> None:
     p, config = run.progress, run.config
     metrics = evaluate_split(
-        unwrap(run.model), run.valid_data, trie=run.trie, ks=config.eval_ks, beam_width=config.eval_beam_width,
-        batch_size=config.eval_batch_size,
+        unwrap(run.model), run.valid_data, ks=config.eval_ks, batch_size=config.eval_batch_size, task=run.task
     )
     record = {"step": p.step, "epoch": p.epoch, "train_loss": p.loss_sum / max(p.loss_count, 1), **metrics}
     p.loss_sum, p.loss_count, p.last_eval_step = 0.0, 0, p.step

@@ -10,12 +10,13 @@ from genrec_assets.defs.data import assets as data_assets
 from genrec_assets.defs.data import checks as data_checks
 from genrec_assets.defs.embeddings import assets as embedding_assets
 from genrec_assets.defs.embeddings import checks as embedding_checks
+from genrec_assets.defs.models.registry import MODEL_ASSETS, MODEL_CHECKS
 from genrec_assets.defs.resources import Artifacts, DataRoot, Tracking, Warehouse
 
 DATA_ASSETS = dg.load_assets_from_modules([data_assets, embedding_assets])
-ALL_ASSETS = [*DATA_ASSETS, *codebook_assets.CODEBOOK_ASSETS]
+ALL_ASSETS = [*DATA_ASSETS, *codebook_assets.CODEBOOK_ASSETS, *MODEL_ASSETS]
 DATA_CHECKS = [*data_checks.ASSET_CHECKS, *embedding_checks.ASSET_CHECKS]
-ALL_CHECKS = [*DATA_CHECKS, *codebook_checks.ASSET_CHECKS]
+ALL_CHECKS = [*DATA_CHECKS, *codebook_checks.ASSET_CHECKS, *MODEL_CHECKS]
 CHECK_FUNCTIONS = {key.name: getattr(module, key.name) for module in (data_checks, embedding_checks)
                    for check in module.ASSET_CHECKS for key in check.check_keys}
 DATA_SELECTION = [key for asset in DATA_ASSETS for key in asset.keys]
@@ -35,6 +36,19 @@ TINY_CODEBOOKS = {"ops": {
        for variant in ("rq_kmeans", "rq_vae", "coba_rqvae", "letter", "mpq")},
 }}
 TINY = {"ops": {"raw_data": {"config": {"synthetic_items": 400, "synthetic_users": 300}}}}
+# A model small enough to train for two epochs on the tiny partition in seconds.
+TINY_MODEL = {"d_model": 16, "n_heads": 2, "d_kv": 8, "d_ff": 32, "n_encoder_layers": 1, "n_decoder_layers": 1,
+              "n_user_buckets": 16}
+TINY_TRAIN = {"max_epochs": 2, "batch_size": 64, "warmup_steps": 5, "lr": 0.01, "progress": False,
+              "eval_max_examples": 100, "eval_beam_width": 10}
+
+
+def tiny_training(prefix: str, tokenizer: str = "rq_kmeans", model_settings=None) -> dict:
+    """Run config of `<prefix>_checkpoint` / `<prefix>_metrics` for a quick run on the tiny partition."""
+    settings = TINY_MODEL if model_settings is None else model_settings
+    return {f"{prefix}_checkpoint": {"config": {"tokenizer": tokenizer, "threads": 1, "model_settings": settings,
+                                                "train_settings": TINY_TRAIN}},
+            f"{prefix}_metrics": {"config": {"threads": 1}}}
 
 
 def materialize(warehouse_path, partition="synthetic", run_config=None, data_root="", selection=None,

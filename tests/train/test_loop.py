@@ -179,4 +179,7 @@ def test_train_config_validation_and_profiles():
         TrainConfig(eval_unit="hour")
     paper = train_config("paper")
     assert (paper.lr, paper.warmup_steps, paper.batch_size, paper.max_steps) == (0.01, 10_000, 256, 200_000)
-    assert train_config("smoke", batch_size=8).lr == 1e-3
+    assert train_config("smoke", batch_size=8).batch_size == 8
+    assert train_config("paper", "items").lr == 1e-3  # item-id baselines: RecBole's recipe
+    with pytest.raises(GenrecConfigError, match="batch_sise"):
+        train_config("smoke", batch_sise=8)

@@ -1,0 +1,301 @@
+"""Trained models and their metrics: a `<model>_checkpoint` and a `<model>_metrics` asset per model.
+
+The checkpoint asset trains (`genrec_ml.experiments.train_experiment`) and logs the run to
+MLflow; the metrics asset ranks valid and test with the best weights and appends the figures to
+the warehouse table `metrics`, which the `leaderboard` view summarises. `popularity_metrics` is
+the floor every model's blocking check compares against.
+"""
+
+import base64
+import io
+import os
+import uuid
+from dataclasses import dataclass, field
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import torch
+
+from genrec_assets.defs.partitions import dataset_partitions
+from genrec_assets.defs.resources import Artifacts, Tracking, Warehouse
+from genrec_ml.experiments import (
+    Catalog,
+    Evaluation,
+    Experiment,
+    catalog_from_rows,
+    evaluate_experiment,
+    evaluate_popularity,
+    read_run_info,
+    train_experiment,
+    with_coarse_clusters,
+    write_run_info,
+)
+from genrec_ml.models.registry import input_kind
+from genrec_ml.warehouse import append_metrics, read_partition, table_exists
+
+GROUP = "models"
+
+
+class TrainRunConfig(dg.Config):
+    profile: str = "smoke"  # smoke: minutes on a CPU; paper: the paper's model and training budget
+    tokenizer: str = ""  # codebook variant (rq_vae, coba_rqvae, letter, ...); "" = the model's default
+    scheme: str = "loo"  # split scheme: loo or ratio
+    seed: int = 0
+    model_settings: dict = {}  # overrides of the model's dataclass config, e.g. {"d_model": 256}
+    train_settings: dict = {}  # overrides of TrainConfig, e.g. {"max_epochs": 5, "device": "cuda"}
+    threads: int = 0  # torch CPU threads; 0 = one per core
+
+
+class EvalRunConfig(dg.Config):
+    batch_size: int = 256  # users ranked per batch
+    device: str = "auto"
+    threads: int = 0  # torch CPU threads; 0 = one per core
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One trainable model as the asset graph shows it."""
+
+    model: str  # registry name
+    variant: str = "default"
+    tokenizer: str | None = "rq_vae"  # default codebook variant of SID models
+    model_settings: dict = field(default_factory=dict)  # what makes this variant
+    asset_prefix: str = ""  # defaults to the model name
+    group: str = GROUP  # asset group in the UI: models (TIGER), baselines, reasoning
+    n_coarse: int | None = None  # S²GR: recluster the codebook at this C instead of its stored clusters
+
+    @property
+    def prefix(self) -> str:
+        return self.asset_prefix or self.model
+
+    def experiment(self, config: TrainRunConfig) -> Experiment:
+        return Experiment(
+            model=self.model, variant=self.variant, profile=config.profile,
+            tokenizer=config.tokenizer or self.tokenizer, scheme=config.scheme, seed=config.seed,
+            model_overrides={**self.model_settings, **config.model_settings}, train_overrides=config.train_settings,
+        )
+
+
+def load_catalog(warehouse: Warehouse, artifacts: Artifacts, dataset: str, tokenizer: str | None,
+                 n_coarse: int | None = None) -> Catalog:
+    with warehouse.connect(read_only=True) as con:
+        n_items = len(read_partition(con, "items", dataset))
+        if tokenizer is None:
+            return catalog_from_rows(n_items)
+        sid_rows = con.execute(
+            "SELECT item_index, level, code FROM item_semantic_ids WHERE dataset = $d AND tokenizer = $t",
+            {"d": dataset, "t": tokenizer}).df() if table_exists(con, "item_semantic_ids") else pd.DataFrame()
+        if sid_rows.empty:
+            raise LookupError(f"no {tokenizer} Semantic IDs for {dataset}: materialize {tokenizer}_codebook first")
+        sizes = con.execute(
+            "SELECT codebook_size FROM codebook_utilization WHERE dataset = $d AND tokenizer = $t ORDER BY level",
+            {"d": dataset, "t": tokenizer}).df()["codebook_size"].tolist()
+    folder = artifacts.folder(dataset, tokenizer)
+    clusters = folder / "coarse_clusters.npz"
+    catalog = catalog_from_rows(n_items, sid_rows, tuple(sizes), clusters if clusters.is_file() else None)
+    return with_coarse_clusters(catalog, folder / "tokenizer.pt", n_coarse) if n_coarse else catalog
+
+
+def load_splits(warehouse: Warehouse, dataset: str) -> pd.DataFrame:
+    with warehouse.connect(read_only=True) as con:
+        return read_partition(con, "splits", dataset)
+
+
+def experiment_labels(experiment: Experiment) -> dict:
+    """What the `metrics` table records about the model an evaluation measured."""
+    return {"model": experiment.model, "variant": experiment.variant, "tokenizer": experiment.tokenizer,
+            "profile": experiment.profile, "scheme": experiment.scheme}
+
+
+def write_metrics(warehouse: Warehouse, dataset: str, labels: dict, metrics: pd.DataFrame,
+                  mlflow_run_id: str | None, dagster_run_id: str) -> str:
+    """Append one evaluation (rows split, metric, k, value) under `labels`; returns its evaluation_id."""
+    evaluation_id = uuid.uuid4().hex
+    rows = metrics.assign(
+        dataset=dataset, **labels, evaluation_id=evaluation_id, mlflow_run_id=mlflow_run_id,
+        dagster_run_id=dagster_run_id, created_at=pd.Timestamp.now(tz="UTC"),
+    )
+    with warehouse.connect() as con:
+        append_metrics(con, rows)
+    return evaluation_id
+
+
+def metrics_markdown(metrics: pd.DataFrame) -> str:
+    names = [f"{m}@{k}" if k >= 0 else m for m, k in zip(metrics["metric"], metrics["k"], strict=True)]
+    table = metrics.assign(name=names)
+    return table.pivot(index="name", columns="split", values="value").round(4).to_markdown()
+
+
+def png_markdown(figure, alt: str) -> dg.MetadataValue:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})")
+
+
+def curve_figure(history: list[dict], title: str):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3), layout="constrained")
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    steps = [r["step"] for r in history]
+    loss_ax.plot(steps, [r["train_loss"] for r in history], marker="o")
+    loss_ax.set(xlabel="step", ylabel="train loss", title=title)
+    for name in ("recall@10", "ndcg@10"):
+        metric_ax.plot(steps, [r.get(name, np.nan) for r in history], marker="o", label=name)
+    metric_ax.set(xlabel="step", title="validation")
+    metric_ax.legend()
+    return fig
+
+
+class MlflowLogger:
+    """Training-loop callback: averaged losses every `every` steps and every validation record."""
+
+    def __init__(self, every: int = 50):
+        self.every, self.sums, self.count = every, {}, 0
+
+    def __call__(self, event: str, payload: dict) -> None:
+        import mlflow
+
+        if event == "step":
+            for key, value in payload.items():
+                if key.startswith("loss"):
+                    self.sums[key] = self.sums.get(key, 0.0) + value
+            self.count += 1
+            if payload["step"] % self.every == 0:
+                mlflow.log_metrics({k: v / self.count for k, v in self.sums.items()} | {"lr": payload["lr"]},
+                                   step=payload["step"])
+                self.sums, self.count = {}, 0
+        elif event == "eval":
+            mlflow.log_metrics({f"valid_{k}".replace("@", "_at_"): float(v) for k, v in payload.items()
+                                if k not in ("step", "epoch")}, step=payload["step"])
+
+
+def set_threads(threads: int) -> int:
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    return torch.get_num_threads()
+
+
+def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
+    kind = input_kind(spec.model)
+    deps = ["splits", "items"] + ([f"{spec.tokenizer}_codebook"] if kind == "sids" else [])
+
+    @dg.asset(name=f"{spec.prefix}_checkpoint", partitions_def=dataset_partitions, group_name=spec.group, deps=deps,
+              description=f"{spec.model} ({spec.variant}) trained on the dataset's train split, best weights by "
+                          "validation NDCG@10; best.pt and run.json in the artifacts folder, the run in MLflow.")
+    def _asset(context: dg.AssetExecutionContext, config: TrainRunConfig, warehouse: Warehouse,
+               artifacts: Artifacts, tracking: Tracking) -> dg.MaterializeResult:
+        dataset = context.partition_key
+        threads = set_threads(config.threads)
+        experiment = spec.experiment(config)
+        catalog = load_catalog(warehouse, artifacts, dataset, experiment.tokenizer, spec.n_coarse)
+        splits = load_splits(warehouse, dataset)
+        folder = artifacts.folder(dataset, "models", spec.prefix)
+        tags = {"dataset": dataset, "model": spec.model, "variant": spec.variant, "profile": experiment.profile,
+                "tokenizer": str(experiment.tokenizer), "dagster_run_id": context.run_id}
+        with tracking.run("training", f"{spec.prefix}-{dataset}", tags) as run:
+            import mlflow
+
+            mlflow.log_params({f"experiment.{k}": str(v) for k, v in experiment.__dict__.items()})
+            trained = train_experiment(experiment, splits, catalog, folder, callback=MlflowLogger())
+            mlflow.log_params({f"train.{k}": str(v) for k, v in trained.info["train_config"].items()})
+            figure = curve_figure(trained.result.history, f"{spec.prefix} on {dataset}")
+            mlflow.log_figure(figure, "training_curve.png")
+            mlflow.log_artifact(str(trained.checkpoint))
+            mlflow.log_metrics({"train_seconds": trained.result.seconds, "steps": trained.result.steps})
+            run_id = run.info.run_id
+        write_run_info(folder, {**trained.info, "mlflow_run_id": run_id, "dagster_run_id": context.run_id})
+        samples = trained.result.steps * trained.info["train_config"]["batch_size"]
+        return dg.MaterializeResult(metadata={
+            "mlflow_run_id": run_id,
+            "checkpoint": dg.MetadataValue.path(str(trained.checkpoint)),
+            "profile": experiment.profile, "tokenizer": str(experiment.tokenizer), "torch_threads": threads,
+            "steps": trained.result.steps, "train_seconds": round(trained.result.seconds, 1),
+            "samples_per_second": round(samples / max(trained.result.seconds, 1e-9), 1),
+            "parameters": trained.info["parameters"],
+            "best_valid": dg.MetadataValue.json({k: float(v) for k, v in trained.result.best_metrics.items()}),
+            "training_curve": png_markdown(figure, "training curve"),
+        })
+
+    return _asset
+
+
+def metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
+    @dg.asset(name=f"{spec.prefix}_metrics", partitions_def=dataset_partitions, group_name=spec.group,
+              deps=[f"{spec.prefix}_checkpoint", "popularity_metrics"],
+              description=f"Valid and test metrics of {spec.prefix}_checkpoint, appended to the `metrics` table.")
+    def _asset(context: dg.AssetExecutionContext, config: EvalRunConfig, warehouse: Warehouse,
+               artifacts: Artifacts, tracking: Tracking) -> dg.MaterializeResult:
+        dataset = context.partition_key
+        set_threads(config.threads)
+        folder = artifacts.folder(dataset, "models", spec.prefix)
+        info = read_run_info(folder)
+        experiment = Experiment(**{**info["experiment"], "eval_ks": tuple(info["experiment"]["eval_ks"])})
+        catalog = load_catalog(warehouse, artifacts, dataset, experiment.tokenizer, spec.n_coarse)
+        evaluation = evaluate_experiment(folder / "best.pt", load_splits(warehouse, dataset), catalog, experiment,
+                                         batch_size=config.batch_size, device=config.device)
+        run_id = info.get("mlflow_run_id")
+        evaluation_id = write_metrics(warehouse, dataset, experiment_labels(experiment), evaluation.metrics, run_id,
+                                      context.run_id)
+        metadata = evaluation_metadata(evaluation)
+        if run_id:
+            with tracking.resume(run_id):
+                import mlflow
+
+                mlflow.log_metrics({f"final_{r.split}_{r.metric}" + (f"_at_{r.k}" if r.k >= 0 else ""): r.value
+                                    for r in evaluation.metrics.itertuples()})
+        return dg.MaterializeResult(metadata={**metadata, "evaluation_id": evaluation_id, "mlflow_run_id": run_id,
+                                              "profile": experiment.profile, "tokenizer": str(experiment.tokenizer)})
+
+    return _asset
+
+
+def evaluation_metadata(evaluation: Evaluation) -> dict:
+    metadata = {
+        "metrics": dg.MetadataValue.md(metrics_markdown(evaluation.metrics)),
+        **{f"{split}_users_per_second": round(evaluation.users[split] / max(evaluation.seconds[split], 1e-9), 1)
+           for split in evaluation.seconds},
+    }
+    test = evaluation.metrics[evaluation.metrics["split"] == "test"]
+    for metric, k in (("recall", 10), ("ndcg", 10)):
+        metadata[f"test_{metric}_{k}"] = float(test[(test["metric"] == metric) & (test["k"] == k)]["value"].iloc[0])
+    if evaluation.token_bias is not None:
+        from genrec_ml.eval import plot_token_bias
+
+        bias = evaluation.token_bias
+        metadata["token_recall_per_level"] = dg.MetadataValue.json(
+            [round(float(x), 4) for x in evaluation.token_recall])
+        metadata["popularity_amplification_per_level"] = dg.MetadataValue.json(
+            [None if np.isnan(x) else round(float(x), 4) for x in bias.amplification])
+        metadata["token_bias"] = png_markdown(plot_token_bias(bias), "token popularity bias")
+    if evaluation.thinking is not None:
+        from genrec_ml.eval.thinking import plot_thinking, thinking_agreement
+
+        predicted, true = evaluation.thinking
+        agreement = thinking_agreement(predicted, true, evaluation.n_coarse)
+        metadata["thinking_agreement"] = dg.MetadataValue.md(agreement.round(4).to_markdown(index=False))
+        metadata["thinking_clusters"] = png_markdown(plot_thinking(predicted, true, evaluation.n_coarse),
+                                                     "thinking-token clusters vs true clusters")
+        sample = pd.DataFrame({f"level {level} (thinking / true)": [f"{p} / {t}" for p, t in
+                                                                    zip(predicted[:10, level], true[:10, level],
+                                                                        strict=True)]
+                               for level in range(predicted.shape[1])})
+        metadata["thinking_sample_users"] = dg.MetadataValue.md(sample.to_markdown())
+    return metadata
+
+
+@dg.asset(partitions_def=dataset_partitions, group_name=GROUP, deps=["splits", "items"],
+          description="Metrics of the popularity recommender (most frequent training targets first) for every "
+                      "split scheme: the floor every model must beat on validation NDCG@10.")
+def popularity_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    dataset = context.partition_key
+    with warehouse.connect(read_only=True) as con:
+        n_items = len(read_partition(con, "items", dataset))
+    splits = load_splits(warehouse, dataset)
+    metadata = {}
+    for scheme in sorted(splits["scheme"].unique()):
+        metrics = evaluate_popularity(splits, n_items, scheme)
+        labels = {"model": "popularity", "variant": "default", "tokenizer": None, "profile": "none", "scheme": scheme}
+        write_metrics(warehouse, dataset, labels, metrics, None, context.run_id)
+        metadata[f"metrics_{scheme}"] = dg.MetadataValue.md(metrics_markdown(metrics))
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,325 @@
+"""Train one model on one dataset and measure it: the work behind every `*_checkpoint` and
+`*_metrics` asset, usable without Dagster (scripts, notebooks, the GPU machine).
+
+    experiment = Experiment(model="tiger", tokenizer="rq_vae", profile="smoke")
+    trained = train_experiment(experiment, splits, catalog, workdir)      # best.pt in workdir
+    evaluation = evaluate_experiment(trained.checkpoint, splits, catalog)  # long metric rows
+
+Resuming: training writes into `workdir/training/` and only moves `best.pt` to `workdir/` when it
+finishes. A killed run leaves `training/last.pt`, and the next call with the same experiment and
+data continues from it; a call after a finished run trains afresh (nightly retraining), and until
+it finishes the previous `best.pt` stays the current model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genrec_ml.errors import GenrecConfigError, GenrecDataError
+from genrec_ml.eval import evaluate, per_level_token_recall, popularity_topk, token_popularity_bias
+from genrec_ml.eval.token_bias import TokenBiasResult
+from genrec_ml.models.registry import build_model, input_kind, model_config
+from genrec_ml.train.checkpoint import load_checkpoint, read_checkpoint
+from genrec_ml.train.config import TrainConfig, train_config
+from genrec_ml.train.loop import Callback, TrainResult, rank_split, train
+from genrec_ml.train.tasks import task_for
+
+SPLITS = ("valid", "test")
+RUN_INFO = "run.json"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    model: str = "tiger"  # registry name: tiger, s2gr, care, sasrec, gru4rec, caser, bert4rec, rearec
+    variant: str = "default"  # label in the metrics table; `model_overrides` say what it changes
+    profile: str = "smoke"  # smoke: minutes on a CPU; paper: the paper's model and budget
+    tokenizer: str | None = "rq_vae"  # codebook variant of SID models; None for item-id models
+    scheme: str = "loo"  # split scheme of the `splits` table: loo or ratio
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # fields of the model's config
+    train_overrides: dict[str, Any] = field(default_factory=dict)  # fields of TrainConfig
+    eval_ks: tuple[int, ...] = (5, 10, 20)  # cut-offs of the final valid/test metrics
+    eval_beam_width: int = 20  # beams of the final beam search (SID models); >= max(eval_ks)
+    seed: int = 0  # initial weights and training order
+
+    def __post_init__(self):
+        object.__setattr__(self, "eval_ks", tuple(int(k) for k in self.eval_ks))
+        if input_kind(self.model) == "sids" and not self.tokenizer:
+            raise GenrecConfigError("tokenizer", f"{self.model} generates Semantic IDs: name a codebook variant")
+        if input_kind(self.model) == "items":
+            object.__setattr__(self, "tokenizer", None)
+        if self.eval_beam_width < max(self.eval_ks):
+            raise GenrecConfigError("eval_beam_width", f"{self.eval_beam_width} beams cannot rank "
+                                    f"{max(self.eval_ks)} items; raise it to >= max(eval_ks)")
+
+    @property
+    def kind(self) -> str:
+        return input_kind(self.model)
+
+    def train_config(self) -> TrainConfig:
+        return train_config(self.profile, self.kind, **{"seed": self.seed, **self.train_overrides})
+
+
+@dataclass
+class Catalog:
+    """What a model needs to know about the items it ranks."""
+
+    n_items: int
+    sids: np.ndarray | None = None  # (N_items, L) codes, row = item index; SID models only
+    codebook_sizes: tuple[int, ...] | None = None  # K_l per SID level
+    coarse_centroids: list[np.ndarray] | None = None  # S²GR: per quantiser level (C, d_code)
+    coarse_assignments: list[np.ndarray] | None = None  # S²GR: per quantiser level (K_l,) cluster of each code
+
+    def config_fields(self) -> dict[str, Any]:
+        """Catalog-given config fields; each model config keeps those it has."""
+        found = {"n_items": self.n_items}
+        if self.codebook_sizes is not None:
+            found["codebook_sizes"] = tuple(self.codebook_sizes)
+        if self.coarse_centroids:
+            found["n_coarse"] = int(self.coarse_centroids[0].shape[0])
+            found["d_code"] = int(self.coarse_centroids[0].shape[1])
+        return found
+
+
+@dataclass
+class TrainedModel:
+    checkpoint: Path  # best.pt: the validated best weights
+    result: TrainResult
+    info: dict[str, Any]  # what run.json beside the checkpoint holds
+
+
+@dataclass
+class Evaluation:
+    metrics: pd.DataFrame  # split, metric, k (-1 when none), value
+    seconds: dict[str, float]  # ranking wall-clock time per split
+    users: dict[str, int]  # examples ranked per split
+    token_bias: TokenBiasResult | None = None  # test split, SID models only
+    token_recall: np.ndarray | None = None  # (L,) test split, SID models only
+    thinking: tuple[np.ndarray, np.ndarray] | None = None  # S²GR: (predicted, true) clusters of sampled test users
+    n_coarse: int | None = None  # clusters per level behind `thinking`
+
+
+def catalog_from_rows(
+    n_items: int, sid_rows: pd.DataFrame | None = None, quantizer_sizes: tuple[int, ...] | None = None,
+    coarse_clusters: str | Path | None = None,
+) -> Catalog:
+    """A `Catalog` from warehouse rows: `sid_rows` (item_index, level, code), one per item and level.
+
+    `quantizer_sizes` are the codebook sizes of the quantiser levels (the disambiguation level's
+    size is inferred); `coarse_clusters` is the codebook asset's coarse_clusters.npz (S²GR).
+    """
+    if sid_rows is None:
+        return Catalog(n_items=n_items)
+    from genrec_ml.models.sid_vocab import resolve_codebook_sizes
+
+    levels = int(sid_rows["level"].max()) + 1
+    if len(sid_rows) != n_items * levels:
+        raise GenrecDataError(f"{len(sid_rows)} SID rows for {n_items} items x {levels} levels; the codebook "
+                              "is out of date with the items table: re-materialize it", field="item_semantic_ids")
+    ordered = sid_rows.sort_values(["item_index", "level"])
+    sids = ordered["code"].to_numpy(dtype=np.int64).reshape(n_items, levels)
+    if not np.array_equal(ordered["item_index"].to_numpy()[::levels], np.arange(n_items)):
+        raise GenrecDataError("SID rows do not cover item indices 0..N-1 exactly once", field="item_index")
+    catalog = Catalog(n_items=n_items, sids=sids, codebook_sizes=resolve_codebook_sizes(sids, quantizer_sizes))
+    if coarse_clusters is not None:
+        stored = np.load(coarse_clusters)
+        n_levels = len([key for key in stored.files if key.startswith("centroids_")])
+        catalog.coarse_centroids = [stored[f"centroids_{level}"] for level in range(n_levels)]
+        catalog.coarse_assignments = [stored[f"assignment_{level}"] for level in range(n_levels)]
+    return catalog
+
+
+def with_coarse_clusters(catalog: Catalog, tokenizer_path: str | Path, n_coarse: int, seed: int = 0) -> Catalog:
+    """The catalog with S²GR's coarse clusters recomputed at C = `n_coarse` from a saved codebook."""
+    from genrec_ml.tokenizers import load_tokenizer
+    from genrec_ml.tokenizers.collisions import coarse_clusters
+
+    tokenizer = load_tokenizer(tokenizer_path)
+    found = [coarse_clusters(tokenizer.codebook_vectors(level), min(n_coarse, size), seed=seed)
+             for level, size in enumerate(tokenizer.codebook_sizes)]
+    return replace(catalog, coarse_centroids=[c for c, _ in found], coarse_assignments=[a for _, a in found])
+
+
+def split_examples(splits: pd.DataFrame, scheme: str) -> dict[str, pd.DataFrame]:
+    """The `splits` table's train / valid / test examples of one scheme."""
+    for column in ("scheme", "split", "user_index", "target_item_index", "history"):
+        if column not in splits.columns:
+            raise GenrecDataError(f"splits lack column {column!r}", field=column)
+    chosen = splits[splits["scheme"] == scheme]
+    found = {name: chosen[chosen["split"] == name].reset_index(drop=True) for name in ("train", *SPLITS)}
+    empty = [name for name, frame in found.items() if frame.empty]
+    if empty:
+        raise GenrecDataError(f"scheme {scheme!r} has no {empty[0]} examples; materialize `splits` first "
+                              f"(schemes present: {sorted(splits['scheme'].unique())})", field="scheme")
+    return found
+
+
+def train_item_counts(train_examples: pd.DataFrame, n_items: int) -> np.ndarray:
+    """(N_items,) how often each item is a training target: the popularity every metric compares to."""
+    return np.bincount(train_examples["target_item_index"].to_numpy(dtype=np.int64), minlength=n_items)
+
+
+def build_experiment_model(experiment: Experiment, catalog: Catalog) -> torch.nn.Module:
+    """Fresh weights seeded by `experiment.seed`; S²GR-style models also get the coarse clusters."""
+    config = model_config(experiment.model, experiment.profile, catalog.config_fields(), experiment.model_overrides)
+    torch.manual_seed(experiment.seed)
+    model = build_model(experiment.model, asdict(config))
+    if hasattr(model, "set_coarse_clusters"):
+        if not catalog.coarse_centroids:
+            raise GenrecConfigError("coarse_clusters", f"{experiment.model} aligns its thinking tokens to the "
+                                    "codebook's coarse clusters: load them with the catalog")
+        model.set_coarse_clusters(catalog.coarse_centroids, catalog.coarse_assignments)
+    return model
+
+
+def train_experiment(
+    experiment: Experiment, splits: pd.DataFrame, catalog: Catalog, workdir: str | Path,
+    callback: Callback | None = None,
+) -> TrainedModel:
+    """Train `experiment` on `splits` and leave its best weights in `workdir/best.pt`."""
+    workdir = Path(workdir)
+    examples = split_examples(splits, experiment.scheme)
+    _check_catalog(experiment, catalog)
+    config = experiment.train_config()
+    training = workdir / "training"
+    fingerprint = _fingerprint(experiment, config, catalog, examples)
+    _prepare_training_dir(training, fingerprint)
+    model = build_experiment_model(experiment, catalog)
+    result = train(model, examples["train"], examples["valid"], catalog.sids if experiment.kind == "sids" else None,
+                   config, training, callback)
+    if result.best_checkpoint_path is None:
+        raise GenrecDataError("training ended without a validation; nothing to keep", path=training)
+    best = workdir / "best.pt"
+    os.replace(result.best_checkpoint_path, best)
+    info = {
+        "experiment": asdict(experiment), "train_config": asdict(config), "steps": result.steps,
+        "train_seconds": result.seconds, "best_valid": result.best_metrics, "fingerprint": fingerprint,
+        "n_train_examples": len(examples["train"]),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    write_run_info(workdir, info)
+    shutil.rmtree(training)
+    return TrainedModel(best, result, info)
+
+
+def evaluate_experiment(
+    checkpoint: str | Path, splits: pd.DataFrame, catalog: Catalog, experiment: Experiment | None = None,
+    batch_size: int = 256, device: str = "auto", thinking_users: int = 512,
+) -> Evaluation:
+    """Valid and test metrics of the model in `checkpoint` (all of `evaluate`'s, at experiment.eval_ks)."""
+    experiment = experiment or Experiment(**read_run_info(Path(checkpoint).parent)["experiment"])
+    examples = split_examples(splits, experiment.scheme)
+    _check_catalog(experiment, catalog)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    model = load_checkpoint(checkpoint, map_location=device)
+    task = task_for(model, catalog.sids, experiment.eval_beam_width)
+    rows, seconds, users, ranked = [], {}, {}, {}
+    for split in SPLITS:
+        started = time.perf_counter()
+        topk, targets = rank_split(model, examples[split], k=max(experiment.eval_ks), batch_size=batch_size,
+                                   max_history=experiment.train_config().max_history, task=task)
+        seconds[split], users[split], ranked[split] = time.perf_counter() - started, len(targets), (topk, targets)
+        rows += metric_rows(evaluate(topk, targets, experiment.eval_ks), split)
+    evaluation = Evaluation(pd.DataFrame(rows), seconds, users)
+    if experiment.kind == "sids":
+        topk, targets = ranked["test"]
+        counts = train_item_counts(examples["train"], catalog.n_items)
+        evaluation.token_recall = per_level_token_recall(topk, targets, catalog.sids)
+        evaluation.token_bias = token_popularity_bias(topk, targets, catalog.sids, counts, k=min(10, topk.shape[1]),
+                                                      codebook_sizes=catalog.codebook_sizes)
+    if getattr(model.config, "supervises_thinking", False):
+        evaluation.thinking = thinking_sample(model, task, examples["test"], experiment, thinking_users)
+        evaluation.n_coarse = model.config.n_coarse
+    return evaluation
+
+
+def thinking_sample(model, task, examples: pd.DataFrame, experiment: Experiment, users: int):
+    """S²GR's (predicted, true) coarse clusters per quantiser level for the first `users` test examples."""
+    data = task.dataset(model, examples.iloc[:users], experiment.train_config().max_history)
+    batch = task.collate([data[i] for i in range(len(data))])
+    predicted, true = model.thinking_clusters(batch)
+    return predicted.cpu().numpy(), true.cpu().numpy()
+
+
+def evaluate_popularity(splits: pd.DataFrame, n_items: int, scheme: str = "loo",
+                        ks: tuple[int, ...] = (5, 10, 20)) -> pd.DataFrame:
+    """Metric rows of the popularity recommender: most frequent training targets first, for everyone."""
+    examples = split_examples(splits, scheme)
+    counts = train_item_counts(examples["train"], n_items)
+    rows = []
+    for split in SPLITS:
+        targets = examples[split]["target_item_index"].to_numpy(dtype=np.int64)
+        rows += metric_rows(evaluate(popularity_topk(counts, len(targets), max(ks)), targets, ks), split)
+    return pd.DataFrame(rows)
+
+
+def metric_rows(metrics: dict[str, float], split: str) -> list[dict[str, Any]]:
+    """{"ndcg@10": v, "mrr": v} -> rows (split, metric="ndcg", k=10, value) with k = -1 when none."""
+    rows = []
+    for name, value in metrics.items():
+        metric, _, k = name.partition("@")
+        rows.append({"split": split, "metric": metric, "k": int(k) if k else -1, "value": float(value)})
+    return rows
+
+
+def write_run_info(folder: Path, info: dict[str, Any]) -> Path:
+    path = Path(folder) / RUN_INFO
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def read_run_info(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / RUN_INFO
+    if not path.is_file():
+        raise GenrecDataError("no run.json beside the checkpoint; train the model first", path=path)
+    return json.loads(path.read_text())
+
+
+def _check_catalog(experiment: Experiment, catalog: Catalog) -> None:
+    if experiment.kind == "sids":
+        if catalog.sids is None:
+            raise GenrecConfigError("sids", f"{experiment.model} needs the catalog's Semantic IDs")
+        if len(catalog.sids) != catalog.n_items:
+            raise GenrecDataError(f"{len(catalog.sids)} SIDs for {catalog.n_items} items; the codebook "
+                                  "is older than the items table, re-materialize it", field="sids")
+
+
+def _fingerprint(experiment: Experiment, config: TrainConfig, catalog: Catalog,
+                 examples: dict[str, pd.DataFrame]) -> str:
+    """Changes whenever the run would differ: settings, catalog codes or the examples."""
+    digest = hashlib.sha256(json.dumps([asdict(experiment), asdict(config)], sort_keys=True, default=str).encode())
+    if catalog.sids is not None:
+        digest.update(np.ascontiguousarray(catalog.sids, dtype=np.int64).tobytes())
+    digest.update(str(catalog.n_items).encode())
+    for name in ("train", "valid"):
+        frame = examples[name]
+        digest.update(frame["user_index"].to_numpy(dtype=np.int64).tobytes())
+        digest.update(frame["target_item_index"].to_numpy(dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _prepare_training_dir(training: Path, fingerprint: str) -> None:
+    """Keep an interrupted run of the same experiment on the same data; anything else starts over."""
+    stamp = training / "fingerprint"
+    if training.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+        shutil.rmtree(training)
+    training.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint)
+
+
+def checkpoint_config(checkpoint: str | Path) -> dict[str, Any]:
+    """The stored model name and config of a checkpoint, without building the model."""
+    stored = read_checkpoint(checkpoint)
+    return {"model": stored["model_name"], "config": stored["model_config"]}

@@ -1,0 +1,101 @@
+"""TIGER and the popularity floor trained and evaluated as assets on the tiny `synthetic` partition."""
+
+import shutil
+
+import mlflow
+import pytest
+
+from genrec_assets.defs.jobs import nightly_datasets, nightly_retraining
+from genrec_ml import warehouse
+from genrec_ml.experiments import read_run_info
+from tests.assets.pipeline import TINY_CODEBOOK, materialize, tiny_training
+
+pytestmark = pytest.mark.slow
+SELECTION = ["rq_kmeans_codebook", "popularity_metrics", "tiger_checkpoint", "tiger_metrics"]
+
+
+@pytest.fixture(scope="module")
+def trained_warehouse(synthetic_warehouse, tmp_path_factory):
+    source, _ = synthetic_warehouse
+    path = tmp_path_factory.mktemp("models") / "warehouse.duckdb"
+    shutil.copy(source, path)
+    run_config = {"ops": {"rq_kmeans_codebook": {"config": TINY_CODEBOOK}, **tiny_training("tiger")}}
+    result = materialize(path, run_config=run_config, selection=SELECTION, raise_on_error=False)
+    return path, result, run_config
+
+
+def check_results(result) -> dict:
+    return {e.asset_check_evaluation_data.check_name + ":" + e.asset_check_evaluation_data.asset_key.path[-1]:
+            e.asset_check_evaluation_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def test_training_and_evaluation_fill_metrics_with_linked_runs(trained_warehouse):
+    path, result, _ = trained_warehouse
+    materialized = {e.asset_key.path[-1] for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert set(SELECTION) <= materialized
+    with warehouse.connect(path, read_only=True) as con:
+        rows = con.execute("SELECT model, tokenizer, profile, split, metric, k, mlflow_run_id, dagster_run_id "
+                           "FROM metrics WHERE dataset = 'synthetic'").df()
+    tiger = rows[rows["model"] == "tiger"]
+    assert set(tiger["split"]) == {"valid", "test"} and set(tiger["tokenizer"]) == {"rq_kmeans"}
+    assert {(m, k) for m, k in zip(tiger["metric"], tiger["k"], strict=True)} >= {
+        ("recall", 5), ("recall", 10), ("recall", 20), ("ndcg", 5), ("ndcg", 10), ("ndcg", 20), ("mrr", -1),
+        ("divr", 10), ("orr", 10)}
+    assert set(rows[rows["model"] == "popularity"]["mlflow_run_id"].isna()) == {True}
+    run_id = tiger["mlflow_run_id"].iloc[0]
+    info = read_run_info(path.parent / "artifacts" / "synthetic" / "models" / "tiger")
+    assert info["mlflow_run_id"] == run_id and tiger["dagster_run_id"].iloc[0] == result.run_id
+    mlflow.set_tracking_uri(f"sqlite:///{path.parent / 'mlflow.db'}")
+    run = mlflow.get_run(run_id)
+    assert run.data.tags["model"] == "tiger" and "final_test_ndcg_at_10" in run.data.metrics
+    assert "valid_ndcg_at_10" in run.data.metrics and run.data.params["experiment.tokenizer"] == "rq_kmeans"
+
+
+def test_popularity_check_agrees_with_the_warehouse(trained_warehouse):
+    path, result, _ = trained_warehouse
+    check = check_results(result)["beats_popularity:tiger_metrics"]
+    with warehouse.connect(path, read_only=True) as con:
+        model, floor = con.execute(
+            "SELECT max(value) FILTER (WHERE model = 'tiger'), max(value) FILTER (WHERE model = 'popularity') "
+            "FROM metrics WHERE split = 'valid' AND metric = 'ndcg' AND k = 10 AND scheme = 'loo'").fetchone()
+        on_board = con.execute("SELECT count(*) FROM leaderboard WHERE model = 'tiger'").fetchone()[0]
+    assert check.passed == (model > floor) == (on_board == 1)
+    assert result.success == check.passed  # the check blocks: a losing model fails the run
+
+
+def test_nightly_schedule_requests_one_run_per_configured_dataset(monkeypatch):
+    import dagster as dg
+
+    monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic")
+    context = dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2026, 11, 23, 2))
+    requests = nightly_retraining(context)
+    assert [(r.partition_key, r.run_key) for r in requests] == [("synthetic", "synthetic-2026-11-23")]
+    monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic,nope")
+    with pytest.raises(ValueError, match="nope"):
+        nightly_datasets()
+
+
+@pytest.fixture(scope="module")
+def more_models(trained_warehouse, tmp_path_factory):
+    source, _, _ = trained_warehouse
+    path = tmp_path_factory.mktemp("more_models") / "warehouse.duckdb"
+    shutil.copy(source, path)
+    shutil.copytree(source.parent / "artifacts", path.parent / "artifacts")
+    item_settings = {"d_model": 16, "n_heads": 2, "d_ff": 32}
+    run_config = {"ops": {**tiny_training("sasrec", tokenizer="", model_settings=item_settings),
+                          **tiny_training("s2gr", tokenizer="rq_kmeans")}}
+    selection = ["sasrec_checkpoint", "sasrec_metrics", "s2gr_checkpoint", "s2gr_metrics"]
+    return path, materialize(path, run_config=run_config, selection=selection, raise_on_error=False)
+
+
+def test_a_baseline_and_s2gr_land_in_metrics_beside_tiger(more_models):
+    path, result = more_models
+    with warehouse.connect(path, read_only=True) as con:
+        found = con.execute("SELECT model, any_value(tokenizer), count(DISTINCT evaluation_id) FROM metrics "
+                            "WHERE dataset = 'synthetic' AND model <> 'popularity' GROUP BY model").fetchall()
+    assert sorted(found) == [("s2gr", "rq_kmeans", 1), ("sasrec", None, 1), ("tiger", "rq_kmeans", 1)]
+    metadata = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata for e in result.all_events
+                if e.event_type_value == "ASSET_MATERIALIZATION"}
+    agreement = metadata["s2gr_metrics"]["thinking_agreement"].value
+    assert "agreement" in agreement and "chance" in agreement  # thinking tokens vs true clusters, per level
+    assert "thinking_clusters" in metadata["s2gr_metrics"] and "token_bias" not in metadata["sasrec_metrics"]
