@@ -18,10 +18,14 @@ codes). Soft assignments at level l are
 
     p_ik = softmax_k(−D_ik / (τ_d · sg(D̄_l)))     D_ik = ‖r_i − e_{l,k}‖², D̄_l its batch mean
 
-(the D̄_l rescaling makes τ_d unit-free across levels) and the batch's code distribution
-p̄_k = mean_i p_ik is pushed towards uniform:
+(the D̄_l rescaling makes τ_d unit-free across levels); the batch's code distribution
+p̄_k = mean_i p_ik is pushed towards uniform while each item's own assignment stays confident:
 
-    L_div = mean_l Σ_k p̄_k log(K p̄_k)  = mean_l KL(p̄ ‖ uniform)  ≥ 0.
+    L_div = mean_l [ KL(p̄ ‖ uniform) + mean_i H(p_i) ]  ≥ 0   (= log K − I(item; code) on the batch)
+
+The entropy term matters: with the KL alone, latents that sit equally far from every code make
+every p_i uniform and the KL zero while the hard codes collapse (on our synthetic catalog the
+KL-only loss drove ICR from 0.99 to 0.07).
 
 Total = RQ-VAE loss + collab_weight · L_cf + diversity_weight · L_div.
 """
@@ -68,23 +72,28 @@ def info_nce(q: torch.Tensor, h: torch.Tensor, temperature: float) -> torch.Tens
 
 
 def diversity_loss(distances: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(p̄ ‖ uniform) of the batch's soft code distribution; distances (B, K)."""
+    """KL(p̄ ‖ uniform) + mean_i H(p_i) of the batch's soft code assignments; distances (B, K)."""
     scale = distances.mean().detach().clamp_min(1e-12)
-    p = torch.softmax(-distances / (temperature * scale), dim=1)  # (B, K)
+    log_p = torch.log_softmax(-distances / (temperature * scale), dim=1)  # (B, K)
+    p = log_p.exp()
     p_bar = p.mean(dim=0)  # (K,)
-    return (p_bar * torch.log(p_bar * distances.shape[1] + 1e-12)).sum()
+    balance = (p_bar * torch.log(p_bar * distances.shape[1] + 1e-12)).sum()
+    confidence = -(p * log_p).sum(dim=1).mean()
+    return balance + confidence
 
 
 def diversity_loss_reference(distances: list[list[float]], temperature: float) -> float:
     """Plain-Python version of ``diversity_loss`` for tests."""
     n, k = len(distances), len(distances[0])
     scale = sum(sum(row) for row in distances) / (n * k)
-    p_bar = [0.0] * k
+    p_bar, entropy = [0.0] * k, 0.0
     for row in distances:
         weights = [math.exp(-d / (temperature * scale)) for d in row]
-        for j, w in enumerate(weights):
-            p_bar[j] += w / sum(weights) / n
-    return sum(p * math.log(p * k) for p in p_bar if p > 0)
+        probabilities = [w / sum(weights) for w in weights]
+        entropy -= sum(q * math.log(q) for q in probabilities if q > 0) / n
+        for j, q in enumerate(probabilities):
+            p_bar[j] += q / n
+    return sum(p * math.log(p * k) for p in p_bar if p > 0) + entropy
 
 
 class LetterRQVAE(RQVAE):

@@ -82,9 +82,10 @@ def more_models(trained_warehouse, tmp_path_factory):
     shutil.copy(source, path)
     shutil.copytree(source.parent / "artifacts", path.parent / "artifacts")
     item_settings = {"d_model": 16, "n_heads": 2, "d_ff": 32}
-    run_config = {"ops": {**tiny_training("sasrec", tokenizer="", model_settings=item_settings),
-                          **tiny_training("s2gr", tokenizer="rq_kmeans")}}
-    selection = ["sasrec_checkpoint", "sasrec_metrics", "s2gr_checkpoint", "s2gr_metrics"]
+    sid_models = {**tiny_training("s2gr"), **tiny_training("s2gr_c4"), **tiny_training("care")}
+    run_config = {"ops": {**tiny_training("sasrec", tokenizer="", model_settings=item_settings), **sid_models}}
+    selection = [f"{prefix}_{kind}" for prefix in ("sasrec", "s2gr", "s2gr_c4", "care")
+                 for kind in ("checkpoint", "metrics")]
     return path, materialize(path, run_config=run_config, selection=selection, raise_on_error=False)
 
 
@@ -93,9 +94,44 @@ def test_a_baseline_and_s2gr_land_in_metrics_beside_tiger(more_models):
     with warehouse.connect(path, read_only=True) as con:
         found = con.execute("SELECT model, any_value(tokenizer), count(DISTINCT evaluation_id) FROM metrics "
                             "WHERE dataset = 'synthetic' AND model <> 'popularity' GROUP BY model").fetchall()
-    assert sorted(found) == [("s2gr", "rq_kmeans", 1), ("sasrec", None, 1), ("tiger", "rq_kmeans", 1)]
+    assert sorted(found) == [("care", "rq_kmeans", 1), ("s2gr", "rq_kmeans", 2), ("sasrec", None, 1),
+                             ("tiger", "rq_kmeans", 1)]
+    with warehouse.connect(path, read_only=True) as con:
+        variants = {r[0] for r in con.execute("SELECT DISTINCT variant FROM metrics WHERE model = 's2gr'").fetchall()}
+    assert variants == {"default", "c4"}
     metadata = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata for e in result.all_events
                 if e.event_type_value == "ASSET_MATERIALIZATION"}
     agreement = metadata["s2gr_metrics"]["thinking_agreement"].value
     assert "agreement" in agreement and "chance" in agreement  # thinking tokens vs true clusters, per level
+    assert "0.25" in metadata["s2gr_c4_metrics"]["thinking_agreement"].value  # chance 1/C with C = 4
     assert "thinking_clusters" in metadata["s2gr_metrics"] and "token_bias" not in metadata["sasrec_metrics"]
+
+
+def test_every_reasoning_variant_and_baseline_materializes_on_tiny_synthetic(trained_warehouse, tmp_path):
+    from genrec_assets.defs.models.registry import BASELINES, CARE_ABLATIONS, REASONING, S2GR_ABLATIONS
+    from tests.assets.pipeline import TINY_CODEBOOKS
+
+    source, _, _ = trained_warehouse
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(source, path)
+    shutil.copytree(source.parent / "artifacts", tmp_path / "artifacts")
+    specs = [*REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *BASELINES]
+    # the variants whose point is their codes keep them; the rest share the fastest codebook
+    codes = {"s2gr_wo_coba": "rq_vae", "care_letter": "letter"}
+    item_settings = {"d_model": 16}  # a field every item-id model has
+    ops = {**{k: v for k, v in TINY_CODEBOOKS["ops"].items() if k.split("_codebook")[0] in ("rq_vae", "letter")}}
+    for spec in specs:
+        items = spec.tokenizer is None
+        ops.update(tiny_training(spec.prefix, tokenizer="" if items else codes.get(spec.prefix, "rq_kmeans"),
+                                 model_settings=item_settings if items else None))
+    selection = ["rq_vae_codebook", "letter_codebook",
+                 *[f"{spec.prefix}_{kind}" for spec in specs for kind in ("checkpoint", "metrics")]]
+    result = materialize(path, run_config={"ops": ops}, selection=selection, raise_on_error=False)
+    failures = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+                and not e.step_key.endswith("beats_popularity")]
+    errors = [e.event_specific_data.error.message.splitlines()[0] for e in result.all_events
+              if e.event_type_value == "STEP_FAILURE" and e.step_key in failures]
+    assert failures == [], errors
+    with warehouse.connect(path, read_only=True) as con:
+        written = set(con.execute("SELECT DISTINCT model, variant FROM metrics WHERE model <> 'popularity'").fetchall())
+    assert {(spec.model, spec.variant) for spec in specs} <= written

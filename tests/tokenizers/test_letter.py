@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -43,11 +45,13 @@ def test_diversity_matches_reference():
     assert float(loss) == pytest.approx(diversity_loss_reference(distances, 0.5), rel=1e-5)
 
 
-def test_diversity_is_zero_for_uniform_and_positive_for_crowded_use():
-    uniform = torch.ones(6, 4)
-    crowded = torch.tensor([[0.0, 5.0, 5.0, 5.0]] * 6)  # everyone nearest code 0
-    assert float(diversity_loss(uniform, 0.1)) == pytest.approx(0.0, abs=1e-6)
+def test_diversity_rewards_confident_balanced_use_only():
+    balanced = 5.0 * (1 - torch.eye(4)).repeat(2, 1)  # 8 items, each sure of its code, every code used twice
+    crowded = torch.tensor([[0.0, 5.0, 5.0, 5.0]] * 8)  # everyone nearest code 0
+    undecided = torch.ones(8, 4)  # equally far from every code: the collapse the KL alone cannot see
+    assert float(diversity_loss(balanced, 0.1)) == pytest.approx(0.0, abs=1e-4)
     assert float(diversity_loss(crowded, 0.1)) > 1.0
+    assert float(diversity_loss(undecided, 0.1)) == pytest.approx(math.log(4), rel=1e-5)
 
 
 def test_history_logs_collab_and_diversity(items, collab):
