@@ -191,15 +191,10 @@ class CareStepper(TigerStepper):
         previous = prefix[:, -1].to(state.memory.device) if level else None  # (R,)
         segment = self.model.decoder_segment(level, previous, state.memory, state.memory_mask)  # (R, n_l+1, d)
         levels = torch.full((segment.shape[1],), level, device=segment.device)  # (n_l+1,) every row is level l
-        out = self.model.t5.decoder(
-            inputs_embeds=segment,
-            encoder_hidden_states=state.memory,
-            encoder_attention_mask=self.model.cross_attention_mask(state.memory_mask, levels),
-            past_key_values=state.cache,
-            use_cache=True,
-        )
-        log_probs = self.model.level_log_probs(out.last_hidden_state[:, -1], level)  # (R, K_l)
-        return log_probs, TigerState(state.users, state.memory, state.memory_mask, out.past_key_values)
+        cross_mask = self.model.cross_attention_mask(state.memory_mask, levels)
+        hidden, cache = self.model.cached_decoder(segment, state.memory, cross_mask, state.cache)
+        log_probs = self.model.level_log_probs(hidden[:, -1], level)  # (R, K_l)
+        return log_probs, TigerState(state.users, state.memory, state.memory_mask, cache)
 
 
 def history_levels(seq_len: int, n_levels: int, has_user_token: bool, device=None) -> Tensor:

@@ -165,24 +165,12 @@ class S2gr(Tiger):
         the thinking token `(R, d)` (None where the level has none) and the extended cache.
         """
         token = self.decoder_segment(level, previous_codes, memory, memory_mask)  # (R, 1, d): BOS or c_{l-1}
-        hidden, cache = self._cached_decoder(token, memory, memory_mask, cache)  # (R, 1, d)
+        hidden, cache = self.cached_decoder(token, memory, memory_mask, cache)  # (R, 1, d)
         if not self.thinks_at(level):
             return hidden[:, 0], None, cache
         thinking = hidden[:, 0] + self.level_position[level]  # (R, d), eq. 15-16
-        readout, cache = self._cached_decoder(thinking[:, None].to(token.dtype), memory, memory_mask, cache)
+        readout, cache = self.cached_decoder(thinking[:, None].to(token.dtype), memory, memory_mask, cache)
         return readout[:, 0], thinking, cache  # readout (R, d), eq. 17
-
-    def _cached_decoder(
-        self, embeds: Tensor, memory: Tensor, memory_mask: Tensor, cache: EncoderDecoderCache | None
-    ) -> tuple[Tensor, EncoderDecoderCache]:
-        out = self.t5.decoder(
-            inputs_embeds=embeds,
-            encoder_hidden_states=memory,
-            encoder_attention_mask=memory_mask,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        return out.last_hidden_state, out.past_key_values
 
     def thinking_losses(
         self, targets: Tensor, memory: Tensor, memory_mask: Tensor, thinking: Tensor

@@ -35,6 +35,7 @@ cached and uncached paths agree (tested). How the later methods plug in:
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, replace
 
 import torch
@@ -42,10 +43,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import T5Config, T5ForConditionalGeneration
 from transformers.cache_utils import EncoderDecoderCache
+from transformers.models.t5.modeling_t5 import T5Stack
 
 from genrec_ml.decoding import Constraint, constrained_beam_search
 from genrec_ml.errors import GenrecConfigError
 from genrec_ml.models.sid_vocab import BOS, PAD, SidVocab
+
+# transformers 5 renamed the decoder's `past_key_values` (argument and output) to `cache`
+_CACHE_ARG = "cache" if "cache" in inspect.signature(T5Stack.forward).parameters else "past_key_values"
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,16 @@ class Tiger(nn.Module):
         lengths = torch.tensor([s.shape[1] for s in segments], device=memory.device)  # (L,)
         return torch.cat(segments, dim=1), lengths.cumsum(0) - 1
 
+    def cached_decoder(
+        self, embeds: Tensor, memory: Tensor, memory_mask: Tensor, cache: EncoderDecoderCache | None
+    ) -> tuple[Tensor, EncoderDecoderCache]:
+        """Decoder hidden states `(R, n, d)` of `embeds` after the cached prefix, and the grown cache."""
+        out = self.t5.decoder(
+            inputs_embeds=embeds, encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
+            use_cache=True, **{_CACHE_ARG: cache},
+        )
+        return out.last_hidden_state, getattr(out, _CACHE_ARG)
+
     def vocab_logits(self, hidden: Tensor) -> Tensor:
         """Decoder output `(..., d)` -> logits over the whole vocabulary `(..., V)`."""
         return self.t5.lm_head(self._scale_output(hidden))
@@ -245,15 +260,9 @@ class TigerStepper:
         level = prefix.shape[1]
         previous = prefix[:, -1].to(state.memory.device) if level else None  # (R,)
         segment = self.model.decoder_segment(level, previous, state.memory, state.memory_mask)  # (R, n_l, d)
-        out = self.model.t5.decoder(
-            inputs_embeds=segment,
-            encoder_hidden_states=state.memory,
-            encoder_attention_mask=state.memory_mask,
-            past_key_values=state.cache,
-            use_cache=True,
-        )
-        log_probs = self.model.level_log_probs(out.last_hidden_state[:, -1], level)  # (R, K_l)
-        return log_probs, TigerState(state.users, state.memory, state.memory_mask, out.past_key_values)
+        hidden, cache = self.model.cached_decoder(segment, state.memory, state.memory_mask, state.cache)
+        log_probs = self.model.level_log_probs(hidden[:, -1], level)  # (R, K_l)
+        return log_probs, TigerState(state.users, state.memory, state.memory_mask, cache)
 
     def reorder(self, state: TigerState, rows: Tensor) -> TigerState:
         rows = rows.to(state.memory.device)

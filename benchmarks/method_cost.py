@@ -1,0 +1,116 @@
+"""What reasoning costs: training and inference throughput of S²GR and CARE against TIGER.
+
+Every model is built the way the assets build it (`model_config` from the same profile and
+catalog), trained with the shared loop on the same batches and decoded with the same constrained
+beam search on the same users, one after another in one process, so the ratios compare the
+methods and nothing else. Training is timed between the first and last optimizer step; inference
+is ranking `--users` users (beam `--beams`, top 20). Paper figures: CARE adds about 5% training
+time and 1.5% inference time over its backbone.
+
+    python benchmarks/method_cost.py                          # smoke models, CPU
+    python benchmarks/method_cost.py --profile paper --device cuda --steps 100
+
+The catalog is random 3 x 256 SIDs plus a disambiguation level (12,000 items, Beauty-sized);
+S²GR gets k-means-free random coarse clusters (C = 16) of random code vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+import torch
+from training import genrec_samples_per_second  # benchmarks/training.py: the same timed training loop
+
+from genrec_ml.models.registry import build_model, model_config
+from genrec_ml.models.sid_vocab import resolve_codebook_sizes
+from genrec_ml.train.loop import rank_split
+
+# (label, registry name, config overrides)
+METHODS = [
+    ("tiger", "tiger", {}),
+    ("s2gr", "s2gr", {}),
+    ("s2gr_wo_reasoning", "s2gr", {"use_reasoning": False}),
+    ("care", "care", {}),
+    ("care_wo_reasoning", "care", {"queries_per_level": 0}),
+    ("care_1-1-4-4", "care", {"queries_per_level": (1, 1, 4, 4)}),
+]
+
+
+def catalog(n_items: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    codes = np.unique(rng.integers(0, 256, (n_items * 2, 3)), axis=0)[:n_items]
+    return np.concatenate([codes, rng.integers(0, 4, (len(codes), 1))], axis=1)
+
+
+def examples(n: int, n_items: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"user_index": np.arange(n), "target_item_index": rng.integers(0, n_items, n),
+                         "history": list(rng.integers(0, n_items, (n, 20)))})
+
+
+def build(name: str, profile: str, sids: np.ndarray, overrides: dict, n_coarse: int = 16) -> torch.nn.Module:
+    sizes = resolve_codebook_sizes(sids, (256, 256, 256))
+    fields = {"codebook_sizes": tuple(sizes), "n_items": len(sids), "n_coarse": n_coarse, "d_code": 32}
+    torch.manual_seed(0)
+    model = build_model(name, asdict(model_config(name, profile, fields, overrides)))
+    if hasattr(model, "set_coarse_clusters"):
+        rng = np.random.default_rng(0)
+        levels = len(sizes) - 1
+        model.set_coarse_clusters([rng.normal(size=(n_coarse, 32)).astype(np.float32) for _ in range(levels)],
+                                  [rng.integers(0, n_coarse, sizes[level]) for level in range(levels)])
+    return model
+
+
+def users_per_second(model, frame, sids, beams, batch_size, device) -> float:
+    model.to(device).eval()
+    rank_split(model, frame.iloc[:batch_size], sids, k=20, beam_width=beams, batch_size=batch_size)  # warm-up
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    rank_split(model, frame, sids, k=20, beam_width=beams, batch_size=batch_size)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return len(frame) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--methods", nargs="+", default=[label for label, _, _ in METHODS])
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--users", type=int, default=512)
+    parser.add_argument("--beams", type=int, default=20)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sids = catalog(12_000, 0)
+    frame = examples(args.batch_size * (args.steps + 1), len(sids), 0)
+    users = examples(args.users, len(sids), 1)
+    print(f"profile {args.profile}, device {args.device}, torch threads {torch.get_num_threads()}, "
+          f"train batch {args.batch_size} x {args.steps} steps, inference {args.users} users, beam {args.beams}")
+    print(f"{'method':>18} {'params':>9} {'train samples/s':>16} {'train time':>11} "
+          f"{'infer users/s':>14} {'infer time':>11}")
+    base = None
+    chosen = [m for m in METHODS if m[0] in args.methods]
+    if not chosen or chosen[0][0] != "tiger":
+        chosen = [METHODS[0], *[m for m in chosen if m[0] != "tiger"]]  # ratios need TIGER first
+    for label, name, overrides in chosen:
+        model = build(name, args.profile, sids, overrides)
+        params = sum(p.numel() for p in model.parameters())
+        trained = genrec_samples_per_second(model, frame, sids, args.steps, args.batch_size, args.device)
+        inferred = users_per_second(model, users, sids, args.beams, args.batch_size, args.device)
+        base = base or (trained, inferred)
+        # time ratios: TIGER's throughput over this method's (1.05x = 5% more time)
+        print(f"{label:>18} {params:>9,} {trained:>16.1f} {base[0] / trained:>10.3f}x "
+              f"{inferred:>14.1f} {base[1] / inferred:>10.3f}x")
+
+
+if __name__ == "__main__":
+    main()
