@@ -237,10 +237,22 @@ def evaluate_experiment(
         evaluation.token_recall = per_level_token_recall(topk, targets, catalog.sids)
         evaluation.token_bias = token_popularity_bias(topk, targets, catalog.sids, counts, k=min(10, topk.shape[1]),
                                                       codebook_sizes=catalog.codebook_sizes)
+        evaluation.metrics = pd.concat([evaluation.metrics, pd.DataFrame(level_rows(evaluation))], ignore_index=True)
     if getattr(model.config, "supervises_thinking", False):
         evaluation.thinking = thinking_sample(model, task, examples["test"], experiment, thinking_users)
         evaluation.n_coarse = model.config.n_coarse
     return evaluation
+
+
+def level_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
+    """Test rows `token_recall_l<l>` (k = 1: top-1 SID matches the target's first l+1 levels) and
+    `popularity_amplification_l<l>` (k = top-K of the bias measure), so SQL compares them across models."""
+    rows = [{"split": "test", "metric": f"token_recall_l{level}", "k": 1, "value": float(value)}
+            for level, value in enumerate(evaluation.token_recall)]
+    bias = evaluation.token_bias
+    rows += [{"split": "test", "metric": f"popularity_amplification_l{level}", "k": bias.k, "value": float(value)}
+             for level, value in enumerate(bias.amplification) if np.isfinite(value)]
+    return rows
 
 
 def thinking_sample(model, task, examples: pd.DataFrame, experiment: Experiment, users: int):

@@ -71,6 +71,13 @@ def test_train_then_evaluate_writes_best_checkpoint_run_info_and_metric_rows(tmp
     assert valid_ndcg == pytest.approx(trained.result.best_metrics["ndcg@10"])
     assert evaluation.users == {"valid": 60, "test": 60}
     assert evaluation.token_recall.shape == (3,) and evaluation.token_bias.amplification.shape == (3,)
+    levels = rows[rows["metric"].str.startswith("token_recall_l")].set_index("metric")
+    assert list(levels.index) == ["token_recall_l0", "token_recall_l1", "token_recall_l2"]
+    assert levels["value"].tolist() == pytest.approx(evaluation.token_recall.tolist())
+    assert set(levels["split"]) == {"test"} and set(levels["k"]) == {1}
+    amplification = rows[rows["metric"].str.startswith("popularity_amplification_l")]
+    finite = [float(x) for x in evaluation.token_bias.amplification if x == x]
+    assert amplification["value"].tolist() == pytest.approx(finite) and set(amplification["k"]) == {10}
 
 
 def test_a_killed_training_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
