@@ -135,12 +135,12 @@ class Care(Tiger):
         self.loss_parts = dict(zip(("ce", "diversity"), parts, strict=True))
         return logits, loss
 
-    def extra_decoder_embeds(self, level: int, memory: Tensor, memory_mask: Tensor) -> Tensor | None:
-        """Level `level`'s queries `(R, n_l, d)`, or None when it has none."""
+    def extra_decoder_embeds(self, level: int, rows: int, memory: Tensor, memory_mask: Tensor) -> Tensor | None:
+        """Level `level`'s queries `(rows, n_l, d)`, or None when it has none."""
         start, stop = self.query_offsets[level], self.query_offsets[level + 1]
         if start == stop:
             return None
-        return self.queries[start:stop].expand(memory.shape[0], -1, -1)  # (R, n_l, d)
+        return self.queries[start:stop].expand(rows, -1, -1)  # (R, n_l, d)
 
     def query_diversity(self) -> Tensor:
         """L_div over every query of every level; 0 with fewer than two queries."""

@@ -47,6 +47,7 @@ from transformers.models.t5.modeling_t5 import T5Stack
 
 from genrec_ml.decoding import Constraint, constrained_beam_search
 from genrec_ml.errors import GenrecConfigError
+from genrec_ml.models.beam_decoder import BeamCache, decode_shared
 from genrec_ml.models.sid_vocab import BOS, PAD, SidVocab
 
 # transformers 5 renamed the decoder's `past_key_values` (argument and output) to `cache`
@@ -136,8 +137,10 @@ class Tiger(nn.Module):
         embeds = self.t5.shared(input_ids)  # (B, S, d)
         return self.t5.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
 
-    def extra_decoder_embeds(self, level: int, memory: Tensor, memory_mask: Tensor) -> Tensor | None:
-        """Hook: `(R, n, d)` vectors fed after level `level`'s input token, or None (TIGER).
+    def extra_decoder_embeds(self, level: int, rows: int, memory: Tensor, memory_mask: Tensor) -> Tensor | None:
+        """Hook: `(rows, n, d)` vectors fed after level `level`'s input token, or None (TIGER).
+
+        `memory` has one row per user, which during beam search is fewer than `rows` (beams).
 
         `n` must depend on the level only; the level is then read at the last of them.
         """
@@ -155,7 +158,7 @@ class Tiger(nn.Module):
         else:
             tokens = self.vocab.code_tokens(previous_codes[:, None], first_level=level - 1)[:, 0]  # (R,)
         embeds = self.t5.shared(tokens)[:, None]  # (R, 1, d)
-        extra = self.extra_decoder_embeds(level, memory, memory_mask)  # (R, n, d) or None
+        extra = self.extra_decoder_embeds(level, len(tokens), memory, memory_mask)  # (R, n, d) or None
         return embeds if extra is None else torch.cat([embeds, extra.to(embeds.dtype)], dim=1)
 
     def decoder_inputs(self, targets: Tensor, memory: Tensor, memory_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -168,9 +171,16 @@ class Tiger(nn.Module):
         return torch.cat(segments, dim=1), lengths.cumsum(0) - 1
 
     def cached_decoder(
-        self, embeds: Tensor, memory: Tensor, memory_mask: Tensor, cache: EncoderDecoderCache | None
-    ) -> tuple[Tensor, EncoderDecoderCache]:
-        """Decoder hidden states `(R, n, d)` of `embeds` after the cached prefix, and the grown cache."""
+        self, embeds: Tensor, memory: Tensor, memory_mask: Tensor, cache: EncoderDecoderCache | BeamCache | None
+    ) -> tuple[Tensor, EncoderDecoderCache | BeamCache]:
+        """Decoder hidden states `(R, n, d)` of `embeds` after the cached prefix, and the grown cache.
+
+        A `BeamCache` (beam search: `memory` per user, rows = user-major beams) takes the
+        shared-memory decoder; None or an `EncoderDecoderCache` (training, one row per memory row)
+        takes HF's.
+        """
+        if isinstance(cache, BeamCache):
+            return decode_shared(self.t5.decoder, embeds, memory_mask, cache)
         out = self.t5.decoder(
             inputs_embeds=embeds, encoder_hidden_states=memory, encoder_attention_mask=memory_mask,
             use_cache=True, **{_CACHE_ARG: cache},
@@ -225,16 +235,16 @@ class Tiger(nn.Module):
 
 @dataclass
 class TigerState:
-    """What the stepper carries between levels; row r of every tensor is beam r.
+    """What the stepper carries between levels; row r of `users` and of the self-attention cache is beam r.
 
     `step` and `reorder` update `cache` in place and return the state to use next: a state is
     consumed by the call it is passed to.
     """
 
-    users: Tensor  # (R,) batch row of each row's user
-    memory: Tensor  # (R, S, d) encoder output of each row's user
-    memory_mask: Tensor  # (R, S) bool
-    cache: EncoderDecoderCache | None  # decoder self- and cross-attention keys/values, (R, H, *, d_kv)
+    users: Tensor  # (R,) batch row of each row's user; rows are user-major blocks of equal width
+    memory: Tensor  # (B, S, d) encoder output, one row per user (shared by its beams)
+    memory_mask: Tensor  # (B, S) bool
+    cache: BeamCache  # per-beam self-attention and per-user cross-attention keys/values
 
 
 class TigerStepper:
@@ -254,7 +264,8 @@ class TigerStepper:
             raise ValueError(f"stepper holds {self.batch_size} users, search asked for {batch_size}")
         memory = self.model.encode(self.input_ids, self.attention_mask)  # (B, S, d)
         users = torch.arange(batch_size, device=memory.device)
-        return TigerState(users=users, memory=memory, memory_mask=self.attention_mask, cache=None)
+        cache = BeamCache.start(self.model.t5.decoder, memory)
+        return TigerState(users=users, memory=memory, memory_mask=self.attention_mask, cache=cache)
 
     def step(self, state: TigerState, prefix: Tensor) -> tuple[Tensor, TigerState]:
         level = prefix.shape[1]
@@ -267,18 +278,17 @@ class TigerStepper:
     def reorder(self, state: TigerState, rows: Tensor) -> TigerState:
         rows = rows.to(state.memory.device)
         users = state.users.index_select(0, rows)  # (R',)
-        if state.cache is not None:
-            state.cache.self_attention_cache.reorder_cache(rows)  # index_select of every layer's keys/values
-        # The memory and the cross-attention keys/values depend on the user alone. Beam search keeps
-        # each user's beams in one block of rows, so after the first expansion a reorder only moves
-        # rows within a user: these tensors are then already right, and copying them (the bulk of
-        # the state, R x S per layer) would dominate decoding time.
-        if torch.equal(users, state.users):
-            return TigerState(users, state.memory, state.memory_mask, state.cache)
-        if state.cache is not None:
-            state.cache.cross_attention_cache.reorder_cache(rows)
-        memory, memory_mask = state.memory.index_select(0, rows), state.memory_mask.index_select(0, rows)
-        return TigerState(users, memory, memory_mask, state.cache)
+        # The memory and its cross-attention keys/values stay one row per user (BeamCache) while the
+        # rows are user-major blocks of equal width, as beam search keeps them.
+        groups = state.memory.shape[0]
+        memory_rows = rows // (len(state.users) // groups)  # (R',) memory row each new row reads
+        width, remainder = divmod(len(rows), groups)
+        cache = state.cache.reorder(rows)
+        if not remainder and torch.equal(memory_rows, torch.arange(len(rows), device=rows.device) // width):
+            return TigerState(users, state.memory, state.memory_mask, cache)
+        # any other order (never beam search's): one memory row per row
+        return TigerState(users, state.memory.index_select(0, memory_rows),
+                          state.memory_mask.index_select(0, memory_rows), cache.regroup(memory_rows))
 
 
 def _t5_config(config: TigerConfig, vocab_size: int) -> T5Config:

@@ -29,8 +29,8 @@ class WithExtraVectors(Tiger):
         super().__init__(config)
         self.extra = nn.Parameter(torch.randn(self.vocab.n_levels, 2, config.d_model))
 
-    def extra_decoder_embeds(self, level, memory, memory_mask):
-        return self.extra[level].expand(memory.shape[0], -1, -1)  # (R, 2, d)
+    def extra_decoder_embeds(self, level, rows, memory, memory_mask):
+        return self.extra[level].expand(rows, -1, -1)  # (R, 2, d)
 
 
 def test_forward_shapes_and_per_level_padding():
