@@ -5,6 +5,11 @@ log-probs over the whole vocabulary; genrec's over the level's codebook, so a fo
 the HF model masks every token outside the level it is about to emit: both then accumulate the
 same true log-probabilities, and the top-K lists must be identical (checked, not assumed).
 
+Where genrec's time goes differs: HF keeps cross-attention keys/values per beam (the encoder
+memory copied and read W times per step), genrec's stepper keeps them once per user and lets all
+of a user's beams attend to them as one block (`genrec_ml/models/beam_decoder.py`); the trie
+masks are tensors, where HF calls `prefix_allowed_tokens_fn` once per beam per step.
+
     python benchmarks/beam_search.py                       # CPU, batch 256, beams 20 and 50
     python benchmarks/beam_search.py --device cuda --batches 4
     python benchmarks/beam_search.py --checkpoint .genrec/artifacts/amazon-beauty/models/tiger/best.pt
