@@ -51,6 +51,11 @@ class BeamCache:
         return self.cross_keys[0].shape[0]
 
     @property
+    def rows(self) -> int:
+        """Beams (decoder rows) the cache holds."""
+        return self.self_keys[0].shape[0]
+
+    @property
     def length(self) -> int:
         """Decoder tokens cached per beam."""
         return self.self_keys[0].shape[2]

@@ -52,7 +52,7 @@ Where this differs from the paper, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 
 import torch
@@ -194,7 +194,7 @@ class CareStepper(TigerStepper):
         cross_mask = self.model.cross_attention_mask(state.memory_mask, levels)
         hidden, cache = self.model.cached_decoder(segment, state.memory, cross_mask, state.cache)
         log_probs = self.model.level_log_probs(hidden[:, -1], level)  # (R, K_l)
-        return log_probs, TigerState(state.users, state.memory, state.memory_mask, cache)
+        return log_probs, replace(state, cache=cache)
 
 
 def history_levels(seq_len: int, n_levels: int, has_user_token: bool, device=None) -> Tensor:

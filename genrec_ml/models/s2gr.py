@@ -39,7 +39,7 @@ so they travel in the state_dict and a checkpoint rebuilds the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -290,7 +290,7 @@ class S2grStepper(TigerStepper):
         previous = prefix[:, -1].to(state.memory.device) if level else None  # (R,)
         readout, _, cache = self.model.decode_level(level, previous, state.memory, state.memory_mask, state.cache)
         log_probs = self.model.level_log_probs(readout, level)  # (R, K_l)
-        return log_probs, TigerState(state.users, state.memory, state.memory_mask, cache)
+        return log_probs, replace(state, cache=cache)
 
 
 class GlobalDecoder(nn.Module):

@@ -235,13 +235,12 @@ class Tiger(nn.Module):
 
 @dataclass
 class TigerState:
-    """What the stepper carries between levels; row r of `users` and of the self-attention cache is beam r.
+    """What the stepper carries between levels; row r of the self-attention cache is beam r.
 
     `step` and `reorder` update `cache` in place and return the state to use next: a state is
     consumed by the call it is passed to.
     """
 
-    users: Tensor  # (R,) batch row of each row's user; rows are user-major blocks of equal width
     memory: Tensor  # (B, S, d) encoder output, one row per user (shared by its beams)
     memory_mask: Tensor  # (B, S) bool
     cache: BeamCache  # per-beam self-attention and per-user cross-attention keys/values
@@ -263,9 +262,8 @@ class TigerStepper:
         if batch_size != self.batch_size:
             raise ValueError(f"stepper holds {self.batch_size} users, search asked for {batch_size}")
         memory = self.model.encode(self.input_ids, self.attention_mask)  # (B, S, d)
-        users = torch.arange(batch_size, device=memory.device)
         cache = BeamCache.start(self.model.t5.decoder, memory)
-        return TigerState(users=users, memory=memory, memory_mask=self.attention_mask, cache=cache)
+        return TigerState(memory=memory, memory_mask=self.attention_mask, cache=cache)
 
     def step(self, state: TigerState, prefix: Tensor) -> tuple[Tensor, TigerState]:
         level = prefix.shape[1]
@@ -273,22 +271,21 @@ class TigerStepper:
         segment = self.model.decoder_segment(level, previous, state.memory, state.memory_mask)  # (R, n_l, d)
         hidden, cache = self.model.cached_decoder(segment, state.memory, state.memory_mask, state.cache)
         log_probs = self.model.level_log_probs(hidden[:, -1], level)  # (R, K_l)
-        return log_probs, TigerState(state.users, state.memory, state.memory_mask, cache)
+        return log_probs, replace(state, cache=cache)
 
     def reorder(self, state: TigerState, rows: Tensor) -> TigerState:
         rows = rows.to(state.memory.device)
-        users = state.users.index_select(0, rows)  # (R',)
         # The memory and its cross-attention keys/values stay one row per user (BeamCache) while the
         # rows are user-major blocks of equal width, as beam search keeps them.
         groups = state.memory.shape[0]
-        memory_rows = rows // (len(state.users) // groups)  # (R',) memory row each new row reads
+        memory_rows = rows // (state.cache.rows // groups)  # (R',) memory row each new row reads
         width, remainder = divmod(len(rows), groups)
         cache = state.cache.reorder(rows)
         if not remainder and torch.equal(memory_rows, torch.arange(len(rows), device=rows.device) // width):
-            return TigerState(users, state.memory, state.memory_mask, cache)
+            return replace(state, cache=cache)
         # any other order (never beam search's): one memory row per row
-        return TigerState(users, state.memory.index_select(0, memory_rows),
-                          state.memory_mask.index_select(0, memory_rows), cache.regroup(memory_rows))
+        return TigerState(state.memory.index_select(0, memory_rows), state.memory_mask.index_select(0, memory_rows),
+                          cache.regroup(memory_rows))
 
 
 def _t5_config(config: TigerConfig, vocab_size: int) -> T5Config:
