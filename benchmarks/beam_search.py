@@ -41,12 +41,11 @@ def catalog(n_items: int, seed: int) -> np.ndarray:
         from genrec_ml import warehouse
 
         with warehouse.connect(path, read_only=True) as con:
-            rows = con.execute("SELECT item_index, level, code FROM item_semantic_ids WHERE dataset = 'amazon-beauty' "
-                               "AND tokenizer = 'rq_vae' ORDER BY item_index, level").fetchnumpy()
-        if len(rows["code"]):
+            rows = warehouse.query(con, "item_semantic_ids_of_tokenizer", dataset="amazon-beauty", tokenizer="rq_vae")
+        if len(rows):
             levels = int(rows["level"].max()) + 1
             print(f"catalog: amazon-beauty rq_vae SIDs from {path}")
-            return rows["code"].reshape(-1, levels).astype(np.int64)
+            return rows["code"].to_numpy().reshape(-1, levels).astype(np.int64)
     rng = np.random.default_rng(seed)
     codes = np.unique(rng.integers(0, 256, (n_items * 2, 3)), axis=0)[:n_items]
     print(f"catalog: {len(codes)} random SIDs (no amazon-beauty codebook in the warehouse)")

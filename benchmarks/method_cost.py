@@ -8,6 +8,7 @@ is ranking `--users` users (beam `--beams`, top 20). Paper figures: CARE adds ab
 time and 1.5% inference time over its backbone.
 
     python benchmarks/method_cost.py                          # smoke models, CPU
+    python benchmarks/method_cost.py --methods all            # and every ablation
     python benchmarks/method_cost.py --profile paper --device cuda --steps 100
 
 The catalog is random 3 x 256 SIDs plus a disambiguation level (12,000 items, Beauty-sized);
@@ -29,15 +30,21 @@ from genrec_ml.models.registry import build_model, model_config
 from genrec_ml.models.sid_vocab import resolve_codebook_sizes
 from genrec_ml.train.loop import rank_split
 
-# (label, registry name, config overrides)
+# (label, registry name, config overrides): the assets' variants. Variants that differ only in their
+# codes (s2gr_wo_coba, care_letter) cost what their method costs and are not listed.
 METHODS = [
     ("tiger", "tiger", {}),
     ("s2gr", "s2gr", {}),
     ("s2gr_wo_reasoning", "s2gr", {"use_reasoning": False}),
+    ("s2gr_wo_think_loss", "s2gr", {"think_loss_weight": 0.0}),
+    *[(f"s2gr_c{c}", "s2gr", {"n_coarse": c}) for c in (4, 8, 32, 64)],
     ("care", "care", {}),
     ("care_wo_reasoning", "care", {"queries_per_level": 0}),
+    ("care_wo_progressive", "care", {"progressive_attention": False}),
+    ("care_wo_diversity", "care", {"diversity_weight": 0.0}),
     ("care_1-1-4-4", "care", {"queries_per_level": (1, 1, 4, 4)}),
 ]
+DEFAULT_METHODS = ["tiger", "s2gr", "s2gr_wo_reasoning", "care", "care_wo_reasoning", "care_1-1-4-4"]
 
 
 def catalog(n_items: int, seed: int) -> np.ndarray:
@@ -52,8 +59,9 @@ def examples(n: int, n_items: int, seed: int) -> pd.DataFrame:
                          "history": list(rng.integers(0, n_items, (n, 20)))})
 
 
-def build(name: str, profile: str, sids: np.ndarray, overrides: dict, n_coarse: int = 16) -> torch.nn.Module:
+def build(name: str, profile: str, sids: np.ndarray, overrides: dict) -> torch.nn.Module:
     sizes = resolve_codebook_sizes(sids, (256, 256, 256))
+    n_coarse = overrides.get("n_coarse", 16)
     fields = {"codebook_sizes": tuple(sizes), "n_items": len(sids), "n_coarse": n_coarse, "d_code": 32}
     torch.manual_seed(0)
     model = build_model(name, asdict(model_config(name, profile, fields, overrides)))
@@ -80,7 +88,8 @@ def users_per_second(model, frame, sids, beams, batch_size, device) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="smoke")
-    parser.add_argument("--methods", nargs="+", default=[label for label, _, _ in METHODS])
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
+                        help=f"'all' or labels of: {', '.join(label for label, _, _ in METHODS)}")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--users", type=int, default=512)
@@ -96,7 +105,10 @@ def main() -> None:
     users = examples(args.users, len(sids), 1)
     print(f"profile {args.profile}, device {args.device}, torch threads {torch.get_num_threads()}, "
           f"train batch {args.batch_size} x {args.steps} steps, inference {args.users} users, beam {args.beams}")
-    chosen = [m for m in METHODS if m[0] in args.methods]
+    unknown = set(args.methods) - {label for label, _, _ in METHODS} - {"all"}
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}")
+    chosen = [m for m in METHODS if m[0] in args.methods or "all" in args.methods]
     if not chosen or chosen[0][0] != "tiger":
         chosen = [METHODS[0], *[m for m in chosen if m[0] != "tiger"]]  # ratios need TIGER first
     # Rounds interleave the methods and each keeps its best round, so a burst of load on a shared
@@ -111,12 +123,12 @@ def main() -> None:
             inferred = users_per_second(model, users, sids, args.beams, args.batch_size, args.device)
             best[label] = [max(best[label][0], trained), max(best[label][1], inferred)]
     print(f"best of {args.repeats} interleaved rounds")
-    print(f"{'method':>18} {'params':>9} {'train samples/s':>16} {'train time':>11} "
+    print(f"{'method':>20} {'params':>9} {'train samples/s':>16} {'train time':>11} "
           f"{'infer users/s':>14} {'infer time':>11}")
     base = best["tiger"]
     for label, (trained, inferred) in best.items():
         # time ratios: TIGER's throughput over this method's (1.05x = 5% more time)
-        print(f"{label:>18} {params[label]:>9,} {trained:>16.1f} {base[0] / trained:>10.3f}x "
+        print(f"{label:>20} {params[label]:>9,} {trained:>16.1f} {base[0] / trained:>10.3f}x "
               f"{inferred:>14.1f} {base[1] / inferred:>10.3f}x")
 
 

@@ -275,6 +275,20 @@ def evaluate_popularity(splits: pd.DataFrame, n_items: int, scheme: str = "loo",
     return pd.DataFrame(rows)
 
 
+def metric_labels(experiment: Experiment) -> dict[str, Any]:
+    """What the `metrics` table records about the model an evaluation measured."""
+    return {"model": experiment.model, "variant": experiment.variant, "tokenizer": experiment.tokenizer,
+            "profile": experiment.profile, "scheme": experiment.scheme}
+
+
+def labelled_metrics(metrics: pd.DataFrame, dataset: str, labels: dict[str, Any], evaluation_id: str,
+                     mlflow_run_id: str | None = None, dagster_run_id: str | None = None) -> pd.DataFrame:
+    """One evaluation's rows (split, metric, k, value) with every column of the `metrics` table."""
+    return metrics[["split", "metric", "k", "value"]].assign(
+        dataset=dataset, **labels, evaluation_id=evaluation_id, mlflow_run_id=mlflow_run_id,
+        dagster_run_id=dagster_run_id, created_at=pd.Timestamp.now(tz="UTC"))
+
+
 def metric_rows(metrics: dict[str, float], split: str) -> list[dict[str, Any]]:
     """{"ndcg@10": v, "mrr": v} -> rows (split, metric="ndcg", k=10, value) with k = -1 when none."""
     rows = []

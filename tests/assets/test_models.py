@@ -135,3 +135,26 @@ def test_every_reasoning_variant_and_baseline_materializes_on_tiny_synthetic(tra
     with warehouse.connect(path, read_only=True) as con:
         written = set(con.execute("SELECT DISTINCT model, variant FROM metrics WHERE model <> 'popularity'").fetchall())
     assert {(spec.model, spec.variant) for spec in specs} <= written
+
+
+def test_a_bundle_run_outside_dagster_reproduces_the_asset_metrics(trained_warehouse, tmp_path):
+    """Export the warehouse's inputs, train with the asset's settings through the CLI: the same figures."""
+    import json
+
+    from genrec_ml.cli import main, read_metrics
+    from tests.assets.pipeline import TINY_MODEL, TINY_TRAIN
+
+    path, result, _ = trained_warehouse
+    bundle = tmp_path / "bundle"
+    assert main(["export", "--dataset", "synthetic", "--tokenizer", "rq_kmeans", "--out", str(bundle),
+                 "--warehouse", str(path), "--artifacts", str(path.parent / "artifacts")]) == 0
+    assert main(["train", "--bundle", str(bundle), "--workdir", str(tmp_path / "run"), "--model", "tiger",
+                 "--threads", "1", "--model-settings", json.dumps(TINY_MODEL),
+                 "--train-settings", json.dumps(TINY_TRAIN)]) == 0
+    with warehouse.connect(path, read_only=True) as con:
+        asset = con.execute("SELECT split, metric, k, value FROM metrics WHERE model = 'tiger' AND dagster_run_id = $r",
+                            {"r": result.run_id}).df()
+    merged = read_metrics(tmp_path / "run" / "metrics.csv").merge(asset, on=["split", "metric", "k"],
+                                                                  suffixes=("_cli", "_asset"))
+    assert len(merged) == len(asset) > 0
+    assert (merged["value_cli"] == merged["value_asset"]).all()

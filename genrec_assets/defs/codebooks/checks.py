@@ -1,6 +1,7 @@
 """Checks on every codebook variant's Semantic IDs. All block downstream training."""
 
 import dagster as dg
+import pandas as pd
 
 from genrec_assets.defs.codebooks.assets import VARIANT_INPUTS
 from genrec_assets.defs.expectations import zero_violations
@@ -34,9 +35,8 @@ def sids_in_range(warehouse: Warehouse, dataset: str, tokenizer: str) -> dg.Asse
 def icr_above_floor(warehouse: Warehouse, dataset: str, tokenizer: str, floor: float) -> dg.AssetCheckResult:
     """Item-to-code ratio (distinct SIDs / items, before disambiguation) is at least `floor`."""
     with warehouse.connect(read_only=True) as con:
-        icr, cur, collisions = con.execute(
-            "SELECT any_value(icr), any_value(cur), any_value(collision_rate) FROM codebook_utilization "
-            "WHERE dataset = $d AND tokenizer = $t", {"d": dataset, "t": tokenizer}).fetchone()
+        icr, cur, collisions = query(con, "codebook_icr", dataset=dataset, tokenizer=tokenizer).iloc[0]
+    icr, cur, collisions = (None if pd.isna(v) else float(v) for v in (icr, cur, collisions))
     return dg.AssetCheckResult(passed=icr is not None and icr >= floor,
                                metadata={"icr": icr, "floor": floor, "cur": cur, "collision_rate": collisions})
 

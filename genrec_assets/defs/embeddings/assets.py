@@ -11,7 +11,7 @@ from genrec_ml.config import CooccurrenceConfig, EmbeddingConfig, PropagationCon
 from genrec_ml.graph.cooccurrence import cooccurrence_edges as build_edges
 from genrec_ml.graph.propagation import propagate
 from genrec_ml.text.embed import embed_texts
-from genrec_ml.warehouse import read_partition, read_vectors, replace_partition, table_exists, vectors_to_arrow
+from genrec_ml.warehouse import query, read_partition, read_vectors, replace_partition, table_exists, vectors_to_arrow
 
 GROUP = "embeddings"
 
@@ -63,7 +63,7 @@ def cooccurrence_edges(context: dg.AssetExecutionContext, config: CooccurrenceRu
     with warehouse.connect() as con:
         edges = build_edges(con, dataset, CooccurrenceConfig(window=config.window, max_seconds=config.max_seconds))
         replace_partition(con, "cooccurrence_edges", dataset, edges)
-        n_items = con.execute("SELECT count(*) FROM items WHERE dataset = $d", {"d": dataset}).fetchone()[0]
+        n_items = int(query(con, "items_count", dataset=dataset)["n"].iloc[0])
     connected = edges["src_item_index"].nunique()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(edges), "undirected_edges": len(edges) // 2,
@@ -95,10 +95,8 @@ def propagated_embeddings(context: dg.AssetExecutionContext, config: Propagation
 def _previous_embeddings(con, dataset: str) -> dict[str, np.ndarray]:
     if not table_exists(con, "item_text_embeddings"):
         return {}
-    rows = con.execute("SELECT count(*) FROM item_text_embeddings WHERE dataset = $d", {"d": dataset}).fetchone()[0]
-    if rows == 0:
+    shas = query(con, "item_text_embedding_shas", dataset=dataset)["text_sha"]
+    if shas.empty:
         return {}
-    shas = con.execute("SELECT text_sha FROM item_text_embeddings WHERE dataset = $d ORDER BY item_index",
-                       {"d": dataset}).fetchall()
     _, vectors = read_vectors(con, "item_text_embeddings", dataset)
-    return {sha: vec for (sha,), vec in zip(shas, vectors, strict=True)}
+    return {sha: vec for sha, vec in zip(shas, vectors, strict=True)}

@@ -16,7 +16,7 @@ def embedding_table_result(warehouse: Warehouse, table: str, dataset: str,
     """Finite values, the expected dimension, and exactly one row per item of `items`."""
     with warehouse.connect(read_only=True) as con:
         item_index, vectors = read_vectors(con, table, dataset)
-        n_items = con.execute("SELECT count(*) FROM items WHERE dataset = $d", {"d": dataset}).fetchone()[0]
+        n_items = int(query(con, "items_count", dataset=dataset)["n"].iloc[0])
     non_finite_rows = int((~np.isfinite(vectors)).any(axis=1).sum())
     one_per_item = bool(np.array_equal(item_index, np.arange(n_items)))
     dim_ok = expected_dim is None or vectors.shape[1] == expected_dim
@@ -30,8 +30,7 @@ def embedding_table_result(warehouse: Warehouse, table: str, dataset: str,
 def item_text_embeddings_valid(warehouse: Warehouse, dataset: str) -> dg.AssetCheckResult:
     """Finite, the model's dimension, one row per item."""
     with warehouse.connect(read_only=True) as con:
-        model = con.execute("SELECT any_value(model) FROM item_text_embeddings WHERE dataset = $d",
-                            {"d": dataset}).fetchone()[0]
+        model = query(con, "item_text_embeddings_model", dataset=dataset)["model"].iloc[0]
     return embedding_table_result(warehouse, "item_text_embeddings", dataset,
                                   TEXT_MODEL_DIMENSIONS.get(model))
 

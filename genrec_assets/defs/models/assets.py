@@ -23,16 +23,17 @@ from genrec_ml.experiments import (
     Catalog,
     Evaluation,
     Experiment,
-    catalog_from_rows,
     evaluate_experiment,
     evaluate_popularity,
+    labelled_metrics,
+    metric_labels,
     read_run_info,
     train_experiment,
-    with_coarse_clusters,
     write_run_info,
 )
+from genrec_ml.inputs import warehouse_catalog, warehouse_splits
 from genrec_ml.models.registry import input_kind
-from genrec_ml.warehouse import append_metrics, read_partition, table_exists
+from genrec_ml.warehouse import append_metrics, read_partition
 
 GROUP = "models"
 
@@ -79,45 +80,22 @@ class ModelSpec:
 
 def load_catalog(warehouse: Warehouse, artifacts: Artifacts, dataset: str, tokenizer: str | None,
                  n_coarse: int | None = None) -> Catalog:
+    folder = artifacts.folder(dataset, tokenizer) if tokenizer else None
     with warehouse.connect(read_only=True) as con:
-        n_items = len(read_partition(con, "items", dataset))
-        if tokenizer is None:
-            return catalog_from_rows(n_items)
-        sid_rows = con.execute(
-            "SELECT item_index, level, code FROM item_semantic_ids WHERE dataset = $d AND tokenizer = $t",
-            {"d": dataset, "t": tokenizer}).df() if table_exists(con, "item_semantic_ids") else pd.DataFrame()
-        if sid_rows.empty:
-            raise LookupError(f"no {tokenizer} Semantic IDs for {dataset}: materialize {tokenizer}_codebook first")
-        sizes = con.execute(
-            "SELECT codebook_size FROM codebook_utilization WHERE dataset = $d AND tokenizer = $t ORDER BY level",
-            {"d": dataset, "t": tokenizer}).df()["codebook_size"].tolist()
-    folder = artifacts.folder(dataset, tokenizer)
-    clusters = folder / "coarse_clusters.npz"
-    catalog = catalog_from_rows(n_items, sid_rows, tuple(sizes), clusters if clusters.is_file() else None)
-    return with_coarse_clusters(catalog, folder / "tokenizer.pt", n_coarse) if n_coarse else catalog
+        return warehouse_catalog(con, folder, dataset, tokenizer, n_coarse)
 
 
 def load_splits(warehouse: Warehouse, dataset: str) -> pd.DataFrame:
     with warehouse.connect(read_only=True) as con:
-        return read_partition(con, "splits", dataset)
-
-
-def experiment_labels(experiment: Experiment) -> dict:
-    """What the `metrics` table records about the model an evaluation measured."""
-    return {"model": experiment.model, "variant": experiment.variant, "tokenizer": experiment.tokenizer,
-            "profile": experiment.profile, "scheme": experiment.scheme}
+        return warehouse_splits(con, dataset)
 
 
 def write_metrics(warehouse: Warehouse, dataset: str, labels: dict, metrics: pd.DataFrame,
                   mlflow_run_id: str | None, dagster_run_id: str) -> str:
     """Append one evaluation (rows split, metric, k, value) under `labels`; returns its evaluation_id."""
     evaluation_id = uuid.uuid4().hex
-    rows = metrics.assign(
-        dataset=dataset, **labels, evaluation_id=evaluation_id, mlflow_run_id=mlflow_run_id,
-        dagster_run_id=dagster_run_id, created_at=pd.Timestamp.now(tz="UTC"),
-    )
     with warehouse.connect() as con:
-        append_metrics(con, rows)
+        append_metrics(con, labelled_metrics(metrics, dataset, labels, evaluation_id, mlflow_run_id, dagster_run_id))
     return evaluation_id
 
 
@@ -235,7 +213,7 @@ def metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         evaluation = evaluate_experiment(folder / "best.pt", load_splits(warehouse, dataset), catalog, experiment,
                                          batch_size=config.batch_size, device=config.device)
         run_id = info.get("mlflow_run_id")
-        evaluation_id = write_metrics(warehouse, dataset, experiment_labels(experiment), evaluation.metrics, run_id,
+        evaluation_id = write_metrics(warehouse, dataset, metric_labels(experiment), evaluation.metrics, run_id,
                                       context.run_id)
         metadata = evaluation_metadata(evaluation)
         if run_id:

@@ -1,0 +1,155 @@
+"""Where an experiment's inputs come from: the warehouse (what the Dagster assets read), or a bundle,
+a folder of plain files that carries them to a machine with neither Dagster nor DuckDB (a leased GPU).
+
+    bundle/
+      bundle.json     dataset, tokenizer, scheme, n_coarse, row counts, format version
+      splits.parquet  the dataset's `splits` rows of one scheme (split, user_index, target_item_index, history, ...)
+      catalog.npz     n_items; SID models: Semantic IDs, codebook sizes and S²GR's coarse clusters
+
+Reading a bundle needs pandas, pyarrow and numpy only; the warehouse functions import DuckDB when called.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genrec_ml.errors import GenrecDataError
+from genrec_ml.experiments import Catalog, catalog_from_rows, split_examples, with_coarse_clusters
+
+BUNDLE_FORMAT = 1
+META, SPLITS, CATALOG = "bundle.json", "splits.parquet", "catalog.npz"
+
+
+@dataclass
+class Bundle:
+    splits: pd.DataFrame  # `splits` rows of one scheme, as the warehouse holds them
+    catalog: Catalog
+    meta: dict[str, Any]  # dataset, tokenizer, scheme, n_coarse, rows, format
+
+    @property
+    def dataset(self) -> str:
+        return self.meta["dataset"]
+
+
+def warehouse_catalog(con, tokenizer_folder: str | Path | None, dataset: str, tokenizer: str | None,
+                      n_coarse: int | None = None) -> Catalog:
+    """The catalog of `dataset` under codebook `tokenizer` (None: item-id models, item count only).
+
+    `tokenizer_folder` holds the codebook asset's files (tokenizer.pt, coarse_clusters.npz);
+    `n_coarse` re-clusters its codes at that C for S²GR instead of the stored clusters.
+    """
+    from genrec_ml.warehouse import query, read_partition, table_exists
+
+    n_items = len(read_partition(con, "items", dataset))
+    if tokenizer is None:
+        return catalog_from_rows(n_items)
+    params = {"dataset": dataset, "tokenizer": tokenizer}
+    sid_rows = query(con, "item_semantic_ids_of_tokenizer", **params) if table_exists(
+        con, "item_semantic_ids") else pd.DataFrame()
+    if sid_rows.empty:
+        raise LookupError(f"no {tokenizer} Semantic IDs for {dataset}: materialize {tokenizer}_codebook first")
+    sizes = query(con, "codebook_sizes_of_tokenizer", **params)["codebook_size"].tolist()
+    folder = Path(tokenizer_folder) if tokenizer_folder is not None else None
+    clusters = folder / "coarse_clusters.npz" if folder is not None else None
+    catalog = catalog_from_rows(n_items, sid_rows, tuple(sizes), clusters if clusters and clusters.is_file() else None)
+    if not n_coarse:
+        return catalog
+    if folder is None or not (folder / "tokenizer.pt").is_file():
+        raise LookupError(f"re-clustering at C = {n_coarse} needs the {tokenizer} codebook's tokenizer.pt in "
+                          f"{folder}: materialize {tokenizer}_codebook for {dataset} first")
+    return with_coarse_clusters(catalog, folder / "tokenizer.pt", n_coarse)
+
+
+def warehouse_splits(con, dataset: str) -> pd.DataFrame:
+    from genrec_ml.warehouse import read_partition
+
+    return read_partition(con, "splits", dataset)
+
+
+def export_bundle(con, tokenizer_folder: str | Path | None, dataset: str, tokenizer: str | None, folder: str | Path,
+                  scheme: str = "loo", n_coarse: int | None = None) -> Path:
+    """Write `dataset`'s splits (one scheme) and catalog from the warehouse into a bundle folder."""
+    catalog = warehouse_catalog(con, tokenizer_folder, dataset, tokenizer, n_coarse)
+    splits = warehouse_splits(con, dataset)
+    return write_bundle(folder, splits, catalog, dataset=dataset, tokenizer=tokenizer, scheme=scheme,
+                        n_coarse=n_coarse)
+
+
+def write_bundle(folder: str | Path, splits: pd.DataFrame, catalog: Catalog, *, dataset: str, tokenizer: str | None,
+                 scheme: str = "loo", n_coarse: int | None = None) -> Path:
+    """Replace `folder` with a bundle of `splits` (rows of `scheme`) and `catalog`; all files or none."""
+    folder = Path(folder)
+    chosen = pd.concat(split_examples(splits, scheme).values(), ignore_index=True).assign(scheme=scheme)
+    staging = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    chosen.to_parquet(staging / SPLITS, index=False)
+    arrays: dict[str, np.ndarray] = {"n_items": np.asarray(catalog.n_items)}
+    if catalog.sids is not None:
+        arrays["sids"] = catalog.sids
+        arrays["codebook_sizes"] = np.asarray(catalog.codebook_sizes, dtype=np.int64)
+    for level, (centroids, assignment) in enumerate(zip(catalog.coarse_centroids or [],
+                                                         catalog.coarse_assignments or [], strict=True)):
+        arrays[f"centroids_{level}"], arrays[f"assignment_{level}"] = centroids, assignment
+    np.savez(staging / CATALOG, **arrays)
+    meta = {"format": BUNDLE_FORMAT, "dataset": dataset, "tokenizer": tokenizer, "scheme": scheme,
+            "n_coarse": n_coarse, "n_items": catalog.n_items, "rows": len(chosen)}
+    (staging / META).write_text(json.dumps(meta, indent=2))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(staging, folder)
+    return folder
+
+
+def read_bundle(folder: str | Path) -> Bundle:
+    """A bundle written by `write_bundle`, checked against its own bundle.json."""
+    folder = Path(folder)
+    for name in (META, SPLITS, CATALOG):
+        if not (folder / name).is_file():
+            raise GenrecDataError("bundle file missing; write the bundle with `python -m genrec_ml.cli export`",
+                                  path=folder / name)
+    try:
+        meta = json.loads((folder / META).read_text())
+    except json.JSONDecodeError as err:
+        raise GenrecDataError(f"not JSON: {err}", path=folder / META) from err
+    for key in ("format", "dataset", "tokenizer", "scheme", "n_items", "rows"):
+        if key not in meta:
+            raise GenrecDataError("bundle metadata lacks this key", path=folder / META, field=key)
+    if meta["format"] != BUNDLE_FORMAT:
+        raise GenrecDataError(f"bundle format {meta['format']}, this code reads {BUNDLE_FORMAT}: export it again",
+                              path=folder / META, field="format")
+    splits = pd.read_parquet(folder / SPLITS)
+    if len(splits) != meta["rows"]:
+        raise GenrecDataError(f"{len(splits)} rows, bundle.json says {meta['rows']}: the bundle is incomplete",
+                              path=folder / SPLITS)
+    split_examples(splits, meta["scheme"])  # names a missing column or split
+    return Bundle(splits, _read_catalog(folder / CATALOG, meta), meta)
+
+
+def _read_catalog(path: Path, meta: dict[str, Any]) -> Catalog:
+    stored = np.load(path)
+    n_items = int(stored["n_items"])
+    if n_items != meta["n_items"]:
+        raise GenrecDataError(f"{n_items} items, bundle.json says {meta['n_items']}", path=path, field="n_items")
+    catalog = Catalog(n_items=n_items)
+    if "sids" in stored.files:
+        catalog.sids = stored["sids"].astype(np.int64)
+        catalog.codebook_sizes = tuple(int(size) for size in stored["codebook_sizes"])
+        if catalog.sids.shape[0] != n_items:
+            raise GenrecDataError(f"{catalog.sids.shape[0]} SID rows for {n_items} items", path=path, field="sids")
+    elif meta["tokenizer"] is not None:
+        raise GenrecDataError(f"bundle of codebook {meta['tokenizer']!r} holds no Semantic IDs", path=path,
+                              field="sids")
+    levels = len([key for key in stored.files if key.startswith("centroids_")])
+    if levels:
+        catalog.coarse_centroids = [stored[f"centroids_{level}"] for level in range(levels)]
+        catalog.coarse_assignments = [stored[f"assignment_{level}"] for level in range(levels)]
+    return catalog
