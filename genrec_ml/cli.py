@@ -30,6 +30,7 @@ from genrec_ml.experiments import (
     evaluate_experiment,
     labelled_metrics,
     metric_labels,
+    metrics_by_split,
     read_run_info,
     train_experiment,
     write_run_info,
@@ -142,7 +143,7 @@ def run_train(args: argparse.Namespace) -> int:
     write_run_info(workdir, {**info, "dataset": bundle.dataset, "bundle": bundle.meta, "evaluation_id": evaluation_id,
                              "rank_seconds": evaluation.seconds})
     write_csv(evaluation.metrics[list(METRIC_COLUMNS)], workdir / METRICS_FILE)
-    print(metrics_table(evaluation.metrics))
+    print(metrics_by_split(evaluation.metrics).to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
 
 
@@ -188,12 +189,6 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     partial = path.with_name(path.name + ".partial")
     frame.to_csv(partial, index=False, float_format="%.17g")  # every digit: record stores what was measured
     os.replace(partial, path)
-
-
-def metrics_table(metrics: pd.DataFrame) -> str:
-    names = [f"{m}@{k}" if k >= 0 else m for m, k in zip(metrics["metric"], metrics["k"], strict=True)]
-    table = metrics.assign(name=names).pivot_table(index="split", columns="name", values="value", sort=False)
-    return table.to_string(float_format=lambda v: f"{v:.4f}")
 
 
 if __name__ == "__main__":

@@ -289,6 +289,12 @@ def labelled_metrics(metrics: pd.DataFrame, dataset: str, labels: dict[str, Any]
         dagster_run_id=dagster_run_id, created_at=pd.Timestamp.now(tz="UTC"))
 
 
+def metrics_by_split(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Rows (split, metric, k, value) -> one row per metric ("ndcg@10", "mrr"), one column per split."""
+    names = [f"{m}@{k}" if k >= 0 else m for m, k in zip(metrics["metric"], metrics["k"], strict=True)]
+    return metrics.assign(name=names).pivot(index="name", columns="split", values="value")
+
+
 def metric_rows(metrics: dict[str, float], split: str) -> list[dict[str, Any]]:
     """{"ndcg@10": v, "mrr": v} -> rows (split, metric="ndcg", k=10, value) with k = -1 when none."""
     rows = []

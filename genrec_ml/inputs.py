@@ -46,9 +46,11 @@ def warehouse_catalog(con, tokenizer_folder: str | Path | None, dataset: str, to
     `tokenizer_folder` holds the codebook asset's files (tokenizer.pt, coarse_clusters.npz);
     `n_coarse` re-clusters its codes at that C for S²GR instead of the stored clusters.
     """
-    from genrec_ml.warehouse import query, read_partition, table_exists
+    from genrec_ml.warehouse import item_count, query, table_exists
 
-    n_items = len(read_partition(con, "items", dataset))
+    n_items = item_count(con, dataset)
+    if not n_items:
+        raise LookupError(f"no items for dataset {dataset!r}; materialize its `items` asset first")
     if tokenizer is None:
         return catalog_from_rows(n_items)
     params = {"dataset": dataset, "tokenizer": tokenizer}

@@ -116,6 +116,11 @@ def read_partition(con: duckdb.DuckDBPyConnection, table: str, dataset: str) -> 
     return df
 
 
+def item_count(con: duckdb.DuckDBPyConnection, dataset: str) -> int:
+    """Items in `dataset`'s catalog (0 when none were materialized)."""
+    return int(query(con, "items_count", dataset=dataset)["n"].iloc[0]) if table_exists(con, "items") else 0
+
+
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = $t", {"t": table}).fetchone()[0])

@@ -11,7 +11,15 @@ from genrec_ml.config import CooccurrenceConfig, EmbeddingConfig, PropagationCon
 from genrec_ml.graph.cooccurrence import cooccurrence_edges as build_edges
 from genrec_ml.graph.propagation import propagate
 from genrec_ml.text.embed import embed_texts
-from genrec_ml.warehouse import query, read_partition, read_vectors, replace_partition, table_exists, vectors_to_arrow
+from genrec_ml.warehouse import (
+    item_count,
+    query,
+    read_partition,
+    read_vectors,
+    replace_partition,
+    table_exists,
+    vectors_to_arrow,
+)
 
 GROUP = "embeddings"
 
@@ -63,7 +71,7 @@ def cooccurrence_edges(context: dg.AssetExecutionContext, config: CooccurrenceRu
     with warehouse.connect() as con:
         edges = build_edges(con, dataset, CooccurrenceConfig(window=config.window, max_seconds=config.max_seconds))
         replace_partition(con, "cooccurrence_edges", dataset, edges)
-        n_items = int(query(con, "items_count", dataset=dataset)["n"].iloc[0])
+        n_items = item_count(con, dataset)
     connected = edges["src_item_index"].nunique()
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(edges), "undirected_edges": len(edges) // 2,

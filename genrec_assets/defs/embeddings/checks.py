@@ -6,7 +6,7 @@ import numpy as np
 
 from genrec_assets.defs.expectations import partitioned_check, zero_violations
 from genrec_assets.defs.resources import Warehouse
-from genrec_ml.warehouse import query, read_vectors, sql
+from genrec_ml.warehouse import item_count, query, read_vectors, sql
 
 TEXT_MODEL_DIMENSIONS = {"all-MiniLM-L6-v2": 384, "sentence-transformers/all-MiniLM-L6-v2": 384}
 
@@ -16,7 +16,7 @@ def embedding_table_result(warehouse: Warehouse, table: str, dataset: str,
     """Finite values, the expected dimension, and exactly one row per item of `items`."""
     with warehouse.connect(read_only=True) as con:
         item_index, vectors = read_vectors(con, table, dataset)
-        n_items = int(query(con, "items_count", dataset=dataset)["n"].iloc[0])
+        n_items = item_count(con, dataset)
     non_finite_rows = int((~np.isfinite(vectors)).any(axis=1).sum())
     one_per_item = bool(np.array_equal(item_index, np.arange(n_items)))
     dim_ok = expected_dim is None or vectors.shape[1] == expected_dim

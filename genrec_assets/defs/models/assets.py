@@ -27,6 +27,7 @@ from genrec_ml.experiments import (
     evaluate_popularity,
     labelled_metrics,
     metric_labels,
+    metrics_by_split,
     read_run_info,
     train_experiment,
     write_run_info,
@@ -100,9 +101,7 @@ def write_metrics(warehouse: Warehouse, dataset: str, labels: dict, metrics: pd.
 
 
 def metrics_markdown(metrics: pd.DataFrame) -> str:
-    names = [f"{m}@{k}" if k >= 0 else m for m, k in zip(metrics["metric"], metrics["k"], strict=True)]
-    table = metrics.assign(name=names)
-    return table.pivot(index="name", columns="split", values="value").round(4).to_markdown()
+    return metrics_by_split(metrics).round(4).to_markdown()
 
 
 def png_markdown(figure, alt: str) -> dg.MetadataValue:
