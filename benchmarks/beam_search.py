@@ -28,9 +28,9 @@ import torch
 
 from genrec_ml.data.sequences import SequenceDataset, collate
 from genrec_ml.decoding import Trie
-from genrec_ml.models.sid_vocab import BOS, resolve_codebook_sizes
 from genrec_ml.models.tiger import Tiger, tiger_config
 from genrec_ml.train.checkpoint import load_checkpoint
+from genrec_ml.vocab import BOS, resolve_codebook_sizes
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,8 +27,8 @@ import torch
 from training import genrec_samples_per_second  # benchmarks/training.py: the same timed training loop
 
 from genrec_ml.models.registry import build_model, model_config
-from genrec_ml.models.sid_vocab import resolve_codebook_sizes
 from genrec_ml.train.loop import rank_split
+from genrec_ml.vocab import resolve_codebook_sizes
 
 # (label, registry name, config overrides): the assets' variants. Variants that differ only in their
 # codes (s2gr_wo_coba, care_letter) cost what their method costs and are not listed.

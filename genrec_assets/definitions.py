@@ -10,11 +10,12 @@ from genrec_assets.defs.embeddings import assets as embedding_assets
 from genrec_assets.defs.embeddings import checks as embedding_checks
 from genrec_assets.defs.jobs import MODEL_JOBS, default_pipeline_job, nightly_retraining, train_evaluate_job
 from genrec_assets.defs.models.registry import MODEL_ASSETS, MODEL_CHECKS
+from genrec_assets.defs.reproduction.assets import reproduction
 from genrec_assets.defs.resources import default_resources
 
 defs = dg.Definitions(
     assets=[*dg.load_assets_from_modules([data_assets, embedding_assets]), *codebook_assets.CODEBOOK_ASSETS,
-            *MODEL_ASSETS],
+            *MODEL_ASSETS, reproduction],
     asset_checks=[*data_checks.ASSET_CHECKS, *embedding_checks.ASSET_CHECKS, *codebook_checks.ASSET_CHECKS,
                   *MODEL_CHECKS],
     jobs=[default_pipeline_job, train_evaluate_job, *MODEL_JOBS],

@@ -10,6 +10,8 @@ figures back into the warehouse's `metrics` table.
 `train` resumes a killed run from `<workdir>/training/last.pt` when called again with the same
 settings; it leaves best.pt, run.json and metrics.csv in the workdir. `record` appends metrics.csv
 once (its evaluation id is remembered), so the leaderboard compares it with the asset runs.
+`reproduce` runs `train` for many models x seeds on their bundles (`export-bundles`), and
+`record --runs` records all of its workdirs (genrec_ml/reproduce.py).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from genrec_ml import preflight, reproduce
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.experiments import (
     Experiment,
     evaluate_experiment,
+    evaluation_run_row,
     labelled_metrics,
     metric_labels,
     metrics_by_split,
@@ -36,9 +40,11 @@ from genrec_ml.experiments import (
     write_run_info,
 )
 from genrec_ml.inputs import export_bundle, read_bundle
+from genrec_ml.progress import training_progress
 
 RUNTIME = Path(".genrec")
 METRICS_FILE = "metrics.csv"
+RANKS_FILE = "ranks.parquet"  # test users' target ranks, for `evaluation_ranks`
 METRIC_COLUMNS = ("split", "metric", "k", "value")
 
 
@@ -53,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m genrec_ml.cli", description=__doc__.split("\n\n")[0])
-    commands = top.add_subparsers(required=True, metavar="{export,train,record}")
+    commands = top.add_subparsers(required=True, metavar="{export,train,record,reproduce,export-bundles}")
 
     export = commands.add_parser("export", help="write a dataset's splits and catalog into a bundle folder")
     export.add_argument("--dataset", required=True)
@@ -68,9 +74,11 @@ def parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train on a bundle, then rank valid and test")
     train.add_argument("--bundle", required=True, type=Path)
     train.add_argument("--workdir", required=True, type=Path, help="checkpoints, run.json and metrics.csv")
-    train.add_argument("--model", default="tiger", help="tiger, s2gr, care, sasrec, gru4rec, caser, bert4rec, rearec")
+    train.add_argument("--model", default="tiger",
+                       help="tiger, s2gr, care, sasrec, gru4rec, caser, bert4rec, rearec")
     train.add_argument("--variant", default="default", help="label of the metrics rows")
-    train.add_argument("--profile", default="smoke", help="smoke (minutes on a CPU) or paper")
+    train.add_argument("--profile", default="smoke",
+                       help="smoke (minutes on a CPU), cpu (<= 45 min on one core) or paper")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--model-settings", type=json_object, default={}, help='JSON, e.g. \'{"dropout": 0.2}\'')
     train.add_argument("--train-settings", type=json_object, default={}, help='JSON, e.g. \'{"device": "cuda"}\'')
@@ -82,10 +90,55 @@ def parser() -> argparse.ArgumentParser:
     train.set_defaults(command=run_train)
 
     record = commands.add_parser("record", help="append a trained workdir's metrics.csv to the `metrics` table")
-    record.add_argument("--workdir", required=True, type=Path)
+    target = record.add_mutually_exclusive_group(required=True)
+    target.add_argument("--workdir", type=Path)
+    target.add_argument("--runs", type=Path, help="every finished workdir under this folder (reproduce's --out); "
+                        "evaluations already recorded are skipped")
     add_warehouse_arguments(record)
-    record.set_defaults(command=run_record)
+    record.set_defaults(command=run_record_runs)
+    add_reproduce_commands(commands)
     return top
+
+
+def add_reproduce_commands(commands) -> None:
+    reproduce = commands.add_parser("reproduce", help="train and evaluate models x seeds on their bundles, several "
+                                    "at a time; again: skips finished runs, resumes killed ones")
+    reproduce.add_argument("--bundles", required=True, type=Path, help="folder of bundle folders (export-bundles)")
+    reproduce.add_argument("--models", required=True, type=names, help="asset prefixes: tiger,s2gr,care,sasrec,...")
+    reproduce.add_argument("--profile", default="smoke",
+                           help="smoke (minutes on a CPU), cpu (<= 45 min on one core) or paper")
+    reproduce.add_argument("--seeds", type=seeds, default=[0, 1, 2], help="seeds per model (default 0,1,2)")
+    reproduce.add_argument("--out", required=True, type=Path, help="runs folder: <out>/<dataset>/<model>/seed<S>/")
+    reproduce.add_argument("--datasets", type=names, default=None, help="default: every dataset the bundles hold")
+    reproduce.add_argument("--scheme", default="loo", help="split scheme of the bundles to use")
+    reproduce.add_argument("--device", default=None, help="cuda, cpu, ...; default: cuda when there is one")
+    reproduce.add_argument("--parallel", type=int, default=0, help="runs at a time; 0 = all on CUDA, 1 on a CPU")
+    reproduce.add_argument("--threads", type=int, default=0, help="torch CPU threads per run; 0 = cores / parallel")
+    reproduce.add_argument("--model-settings", type=json_object, default={}, help='JSON for every model, keys '
+                           'naming a model or prefix scope to it: \'{"dropout": 0.1, "sasrec": {"d_model": 32}}\'')
+    reproduce.add_argument("--train-settings", type=json_object, default={}, help="JSON, scoped the same way")
+    reproduce.add_argument("--dry-run", action="store_true", help="check bundles, models, device, disk; train nothing")
+    reproduce.add_argument("--report-seconds", type=float, default=30.0, help="status table every this many seconds")
+    reproduce.set_defaults(command=run_reproduce)
+
+    bundles = commands.add_parser("export-bundles", help="write every bundle the given models need into one folder")
+    bundles.add_argument("--dataset", required=True)
+    bundles.add_argument("--models", required=True, type=names, help="asset prefixes: tiger,s2gr,care,sasrec,...")
+    bundles.add_argument("--scheme", default="loo", help="split scheme: loo or ratio")
+    bundles.add_argument("--out", required=True, type=Path, help="folder of <dataset>-<tokenizer>[-c<C>] bundles")
+    add_warehouse_arguments(bundles)
+    bundles.set_defaults(command=run_export_bundles)
+
+
+def names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def seeds(text: str) -> list[int]:
+    try:
+        return [int(seed) for seed in names(text)]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"needs comma-separated integers, got {text!r}") from err
 
 
 def add_warehouse_arguments(command: argparse.ArgumentParser) -> None:
@@ -133,7 +186,9 @@ def run_train(args: argparse.Namespace) -> int:
         info = read_run_info(workdir)
         experiment = stored_experiment(info)
     else:
-        trained = train_experiment(experiment, bundle.splits, bundle.catalog, workdir)
+        progress = training_progress(workdir, experiment, bundle.splits)
+        trained = train_experiment(experiment, bundle.splits, bundle.catalog, workdir, callback=progress)
+        progress.evaluating()
         info = trained.info
         print(f"trained {trained.result.steps} steps in {trained.result.seconds:.0f} s; best valid "
               + ", ".join(f"{k} {v:.4f}" for k, v in trained.result.best_metrics.items() if "@" in k or k == "mrr"))
@@ -143,6 +198,7 @@ def run_train(args: argparse.Namespace) -> int:
     write_run_info(workdir, {**info, "dataset": bundle.dataset, "bundle": bundle.meta, "evaluation_id": evaluation_id,
                              "rank_seconds": evaluation.seconds})
     write_csv(evaluation.metrics[list(METRIC_COLUMNS)], workdir / METRICS_FILE)
+    write_ranks(evaluation.ranks, workdir / RANKS_FILE)
     print(metrics_by_split(evaluation.metrics).to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
 
@@ -162,9 +218,74 @@ def run_record(args: argparse.Namespace) -> int:
                 warehouse.query(con, "metrics_evaluation_count", evaluation_id=info["evaluation_id"])["n"].iloc[0]):
             raise GenrecDataError(f"evaluation {info['evaluation_id']} is already in {args.warehouse}",
                                   path=args.workdir / METRICS_FILE)
-        written = warehouse.append_metrics(con, rows)
+        run = evaluation_run_row(info["dataset"], info["evaluation_id"], info)
+        ranks = read_ranks(args.workdir / RANKS_FILE)
+        if ranks is not None:
+            ranks = ranks.assign(dataset=info["dataset"], evaluation_id=info["evaluation_id"])
+        written = warehouse.append_evaluation(con, rows, run, ranks)
     print(f"recorded {written} rows of {experiment.model} ({experiment.variant}, {experiment.profile}) on "
           f"{info['dataset']} into {args.warehouse}")
+    return 0
+
+
+def run_record_runs(args: argparse.Namespace) -> int:
+    """`record --runs`: every finished workdir under a folder, each evaluation once (recorded ones are skipped)."""
+    if args.runs is None:
+        return run_record(args)
+    from genrec_ml import warehouse
+
+    workdirs = sorted(path.parent for path in args.runs.rglob("run.json"))
+    if not workdirs:
+        raise FileNotFoundError(f"no run.json under {args.runs}; pass reproduce's --out folder")
+    recorded, failed = 0, 0
+    for workdir in workdirs:
+        info = read_run_info(workdir)
+        if "evaluation_id" not in info or not (workdir / METRICS_FILE).is_file():
+            print(f"skip {workdir}: not evaluated yet")
+            continue
+        if args.warehouse.is_file():
+            with warehouse.connect(args.warehouse, read_only=True) as con:
+                known = warehouse.table_exists(con, "metrics") and int(warehouse.query(
+                    con, "metrics_evaluation_count", evaluation_id=info["evaluation_id"])["n"].iloc[0])
+            if known:
+                print(f"skip {workdir}: evaluation {info['evaluation_id']} is already recorded")
+                continue
+        try:
+            run_record(argparse.Namespace(workdir=workdir, warehouse=args.warehouse, artifacts=args.artifacts))
+            recorded += 1
+        except (GenrecConfigError, GenrecDataError, LookupError, TypeError) as err:
+            print(f"error: {workdir}: {err}", file=sys.stderr)
+            failed += 1
+    print(f"recorded {recorded} evaluation{'s' * (recorded != 1)} from {args.runs}"
+          + (f"; {failed} failed" if failed else ""))
+    return 2 if failed else 0
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    runs = reproduce.plan_runs(args.bundles, args.models, args.seeds, args.profile, args.out, datasets=args.datasets,
+                               scheme=args.scheme, model_settings=args.model_settings,
+                               train_settings=args.train_settings, device=args.device)
+    pool = reproduce.Pool.resolve(args.device, args.parallel, args.threads, runs)
+    if args.dry_run:
+        return preflight.dry_run(runs, pool, args.out)
+    return reproduce.run_all(runs, pool, args.out, args.report_seconds)
+
+
+def run_export_bundles(args: argparse.Namespace) -> int:
+    """One bundle per distinct catalog the models train on: codebook, S²GR's C, or item ids only."""
+    failed = []
+    for tokenizer, n_coarse in reproduce.needed_codes(args.models):
+        out = args.out / reproduce.bundle_name(args.dataset, tokenizer, n_coarse, args.scheme)
+        try:
+            run_export(argparse.Namespace(**{**vars(args), "tokenizer": tokenizer, "n_coarse": n_coarse, "out": out}))
+        except (GenrecConfigError, GenrecDataError, LookupError) as err:
+            print(f"error: {out}: {err}", file=sys.stderr)
+            failed.append(out.name)
+    if failed:
+        print(f"{len(failed)} bundle(s) not written: {', '.join(failed)}", file=sys.stderr)
+        return 2
+    print(f"bundles in {args.out}; train them with: python -m genrec_ml.cli reproduce --bundles {args.out} "
+          f"--models {','.join(args.models)} --out <runs>")
     return 0
 
 
@@ -183,6 +304,23 @@ def read_metrics(path: Path) -> pd.DataFrame:
     if bad.any():
         raise GenrecDataError("empty metric or value", path=path, line=int(bad.to_numpy().argmax()) + 2)
     return metrics
+
+
+def write_ranks(ranks: pd.DataFrame, path: Path) -> None:
+    partial = path.with_name(path.name + ".partial")
+    ranks.to_parquet(partial, index=False)
+    os.replace(partial, path)
+
+
+def read_ranks(path: Path) -> pd.DataFrame | None:
+    """The workdir's per-user test ranks; None for workdirs trained before ranks were kept."""
+    if not path.is_file():
+        return None
+    ranks = pd.read_parquet(path)
+    missing = [c for c in ("split", "user_index", "target_item_index", "rank") if c not in ranks.columns]
+    if missing:
+        raise GenrecDataError("ranks file lacks this column", path=path, field=missing[0])
+    return ranks
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:

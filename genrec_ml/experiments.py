@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
-from genrec_ml.eval import evaluate, per_level_token_recall, popularity_topk, token_popularity_bias
+from genrec_ml.eval import evaluate, per_level_token_recall, popularity_topk, target_ranks, token_popularity_bias
 from genrec_ml.eval.token_bias import TokenBiasResult
 from genrec_ml.models.registry import build_model, input_kind, model_config
 from genrec_ml.train.checkpoint import load_checkpoint, read_checkpoint
@@ -107,6 +107,7 @@ class Evaluation:
     token_recall: np.ndarray | None = None  # (L,) test split, SID models only
     thinking: tuple[np.ndarray, np.ndarray] | None = None  # S²GR: (predicted, true) clusters of sampled test users
     n_coarse: int | None = None  # clusters per level behind `thinking`
+    ranks: pd.DataFrame | None = None  # test users: split, user_index, target_item_index, rank (see target_ranks)
 
 
 def catalog_from_rows(
@@ -120,7 +121,7 @@ def catalog_from_rows(
     """
     if sid_rows is None:
         return Catalog(n_items=n_items)
-    from genrec_ml.models.sid_vocab import resolve_codebook_sizes
+    from genrec_ml.vocab import resolve_codebook_sizes
 
     levels = int(sid_rows["level"].max()) + 1
     if len(sid_rows) != n_items * levels:
@@ -231,6 +232,7 @@ def evaluate_experiment(
         seconds[split], users[split], ranked[split] = time.perf_counter() - started, len(targets), (topk, targets)
         rows += metric_rows(evaluate(topk, targets, experiment.eval_ks), split)
     evaluation = Evaluation(pd.DataFrame(rows), seconds, users)
+    evaluation.ranks = rank_rows(*ranked["test"], examples["test"]["user_index"].to_numpy(), "test")
     if experiment.kind == "sids":
         topk, targets = ranked["test"]
         counts = train_item_counts(examples["train"], catalog.n_items)
@@ -242,6 +244,29 @@ def evaluate_experiment(
         evaluation.thinking = thinking_sample(model, task, examples["test"], experiment, thinking_users)
         evaluation.n_coarse = model.config.n_coarse
     return evaluation
+
+
+def rank_rows(topk, targets, users: np.ndarray, split: str) -> pd.DataFrame:
+    """Where each user's target landed: rank 1..K in the top-K list, 0 when outside it.
+
+    One row per example (split, user_index, target_item_index, rank): every cut-off metric of
+    `evaluate` can be recomputed from these (recall@k = mean(0 < rank <= k), ndcg@k = mean of
+    1 / log2(rank + 1) over those), and two models compared user by user.
+    """
+    targets = np.asarray(targets, dtype=np.int64)
+    return pd.DataFrame({"split": split, "user_index": np.asarray(users, dtype=np.int64), "target_item_index": targets,
+                         "rank": (target_ranks(np.asarray(topk), targets) + 1).astype(np.int32)})
+
+
+def evaluation_run_row(dataset: str, evaluation_id: str, info: dict[str, Any]) -> pd.DataFrame:
+    """The `evaluation_runs` row of one evaluation, from its training run's run.json."""
+    train_config = info.get("train_config", {})
+    return pd.DataFrame([{
+        "dataset": dataset, "evaluation_id": evaluation_id, "seed": info["experiment"].get("seed"),
+        "steps": info.get("steps"), "train_seconds": info.get("train_seconds"), "parameters": info.get("parameters"),
+        "batch_size": train_config.get("batch_size"), "device": str(train_config.get("device")),
+        "best_valid_step": (info.get("best_valid") or {}).get("step"), "created_at": pd.Timestamp.now(tz="UTC"),
+    }])
 
 
 def level_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
@@ -278,14 +303,14 @@ def evaluate_popularity(splits: pd.DataFrame, n_items: int, scheme: str = "loo",
 def metric_labels(experiment: Experiment) -> dict[str, Any]:
     """What the `metrics` table records about the model an evaluation measured."""
     return {"model": experiment.model, "variant": experiment.variant, "tokenizer": experiment.tokenizer,
-            "profile": experiment.profile, "scheme": experiment.scheme}
+            "profile": experiment.profile, "scheme": experiment.scheme, "seed": experiment.seed}
 
 
 def labelled_metrics(metrics: pd.DataFrame, dataset: str, labels: dict[str, Any], evaluation_id: str,
                      mlflow_run_id: str | None = None, dagster_run_id: str | None = None) -> pd.DataFrame:
     """One evaluation's rows (split, metric, k, value) with every column of the `metrics` table."""
     return metrics[["split", "metric", "k", "value"]].assign(
-        dataset=dataset, **labels, evaluation_id=evaluation_id, mlflow_run_id=mlflow_run_id,
+        dataset=dataset, **{"seed": None, **labels}, evaluation_id=evaluation_id, mlflow_run_id=mlflow_run_id,
         dagster_run_id=dagster_run_id, created_at=pd.Timestamp.now(tz="UTC"))
 
 

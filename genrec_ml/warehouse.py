@@ -17,6 +17,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from genrec_ml.published import PUBLISHED_RESULTS, read_published_results
+
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -75,8 +77,7 @@ def replace_partitions(con: duckdb.DuckDBPyConnection, dataset: str,
     keys = {"dataset": dataset, **(keys or {})}
     arrows = {table: _with_keys(table, data, keys) for table, data in tables.items()}
     match = " AND ".join(f"{k} = ${k}" for k in keys)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for table, arrow in arrows.items():
             con.register("_incoming", arrow)
             try:
@@ -86,10 +87,6 @@ def replace_partitions(con: duckdb.DuckDBPyConnection, dataset: str,
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
             finally:
                 con.unregister("_incoming")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return {table: arrow.num_rows for table, arrow in arrows.items()}
 
 
@@ -160,24 +157,71 @@ def read_vectors(con: duckdb.DuckDBPyConnection, table: str, dataset: str, colum
     return np.asarray(arrow.column("item_index")), flat.reshape(arrow.num_rows, -1)
 
 
-METRIC_VIEWS = ("current_evaluations", "leaderboard_view")
+EVALUATION_TABLES = ("metrics_table", "metrics_add_seed", "evaluation_runs_table", "evaluation_ranks_table",
+                     "published_results_table", "significance_table")
+METRIC_VIEWS = ("current_evaluations", "leaderboard_view", "seed_summary_view", "reproduction_view")
 
 
-def append_metrics(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> int:
-    """Append one evaluation's rows to `metrics` (created with its views on first use), atomically."""
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Everything inside commits together or not at all."""
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute(sql("metrics_table"))
-        _check_same_columns(con, "metrics", list(rows.columns))
-        con.register("_incoming", rows)
-        try:
-            con.execute(sql("metrics_insert"))
-        finally:
-            con.unregister("_incoming")
-        for view in METRIC_VIEWS:
-            con.execute(sql(view))
+        yield
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+
+
+def insert(con: duckdb.DuckDBPyConnection, statement: str, frame: pd.DataFrame | pa.Table) -> None:
+    """Run `sql/<statement>.sql`, which reads `frame` as the registered relation `_incoming`."""
+    con.register("_incoming", frame)
+    try:
+        con.execute(sql(statement))
+    finally:
+        con.unregister("_incoming")
+
+
+def append_metrics(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> int:
+    """Append one evaluation's rows to `metrics` (created with its views on first use), atomically."""
+    return append_evaluation(con, rows)
+
+
+def append_evaluation(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, run: pd.DataFrame | None = None,
+                      ranks: pd.DataFrame | None = None) -> int:
+    """Append one evaluation: its `metrics` rows, its `evaluation_runs` row and its `evaluation_ranks`.
+
+    All in one transaction: a failure leaves none of them. Creates the tables and views on first use,
+    and fills `published_results` from the repository's CSV while it is empty, so the `reproduction`
+    view works in a warehouse that only the CLI has written to.
+    """
+    with transaction(con):
+        ensure_evaluation_tables(con)
+        _check_same_columns(con, "metrics", list(rows.columns))
+        for table, frame in (("metrics", rows), ("evaluation_runs", run), ("evaluation_ranks", ranks)):
+            if frame is not None:
+                insert(con, f"{table}_insert", frame)
     return len(rows)
+
+
+def ensure_evaluation_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The evaluation tables and their views (inside the caller's transaction)."""
+    for statement in EVALUATION_TABLES:
+        con.execute(sql(statement))
+    if not con.execute("SELECT count(*) FROM published_results").fetchone()[0] and PUBLISHED_RESULTS.is_file():
+        insert(con, "published_results_insert", read_published_results())
+    for view in METRIC_VIEWS:
+        con.execute(sql(view))
+
+
+def replace_published_results(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
+    """Replace every row of `published_results` with `frame`, atomically; refreshes the views."""
+    with transaction(con):
+        for statement in EVALUATION_TABLES:
+            con.execute(sql(statement))
+        con.execute(sql("published_results_clear"))
+        insert(con, "published_results_insert", frame)
+        for view in METRIC_VIEWS:
+            con.execute(sql(view))
+    return len(frame)

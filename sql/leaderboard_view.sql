@@ -1,6 +1,6 @@
 -- Test metrics of every current evaluation (see current_evaluations), best test NDCG@10 first.
 CREATE OR REPLACE VIEW leaderboard AS
-SELECT c.dataset, c.model, c.variant, c.tokenizer, c.profile, c.scheme,
+SELECT c.dataset, c.model, c.variant, c.tokenizer, c.profile, c.scheme, c.seed,
        max(m.value) FILTER (WHERE m.metric = 'recall' AND m.k = 5) AS recall_5,
        max(m.value) FILTER (WHERE m.metric = 'recall' AND m.k = 10) AS recall_10,
        max(m.value) FILTER (WHERE m.metric = 'recall' AND m.k = 20) AS recall_20,

@@ -100,7 +100,17 @@ def test_train_writes_the_metrics_the_library_computes_and_record_appends_them_o
     assert len(rows) == len(written) and set(rows["evaluation_id"]) == {info["evaluation_id"]}
     assert set(zip(rows["dataset"], rows["model"], rows["variant"], rows["tokenizer"], rows["profile"],
                    strict=True)) == {("toy", "tiger", "cli", "rq_kmeans", "smoke")}
-    assert rows["mlflow_run_id"].isna().all() and {"leaderboard", "current_evaluations"} <= views
+    assert rows["mlflow_run_id"].isna().all() and {"leaderboard", "current_evaluations", "reproduction"} <= views
+    assert set(rows["seed"]) == {0}
+    with warehouse.connect(store, read_only=True) as con:
+        run = con.execute("SELECT * FROM evaluation_runs").df()
+        ranks = con.execute("SELECT * FROM evaluation_ranks ORDER BY user_index").df()
+    assert run[["evaluation_id", "seed", "steps"]].values.tolist() == [[info["evaluation_id"], 0, info["steps"]]]
+    test = splits[splits["split"] == "test"].sort_values("user_index")
+    assert ranks["user_index"].tolist() == test["user_index"].tolist()
+    assert ranks["target_item_index"].tolist() == test["target_item_index"].tolist()
+    recall_10 = written.query("split == 'test' and metric == 'recall' and k == 10")["value"].iloc[0]
+    assert ranks["rank"].between(1, 10).mean() == pytest.approx(recall_10)  # the ranks give back the metric
 
     assert main(["record", "--workdir", str(workdir), "--warehouse", str(store)]) == 2
     assert "already in" in capsys.readouterr().err

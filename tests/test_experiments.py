@@ -25,7 +25,7 @@ N_ITEMS = 64
 TINY_MODEL = dict(n_user_buckets=8, d_model=16, n_heads=2, d_kv=8, d_ff=32, n_encoder_layers=1, n_decoder_layers=1,
                   dropout=0.0)
 TINY_TRAIN = dict(lr=1e-2, warmup_steps=5, batch_size=32, max_epochs=2, eval_beam_width=10, progress=False,
-                  patience=0, checkpoint_every_steps=3, eval_max_examples=None)
+                  patience=0, checkpoint_every_steps=3, eval_max_examples=None, log_every_steps=1)
 
 
 class Killed(Exception):

@@ -5,6 +5,9 @@ and the target item that follows it. Batches hold `item_index + 1` so that 0 can
 and are LEFT-padded: position T-1 is always the most recent item, so a model reads its
 prediction at the last column without gathering, and right-aligned position embeddings give
 an item the same position whatever the batch pads to.
+
+`ItemSequenceDataset.batch(indices)` builds a batch by gathers on the dataset's device (the
+training loop's path); `__getitem__` + `collate_items` is the per-example reference.
 """
 
 from __future__ import annotations
@@ -13,33 +16,23 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from genrec_ml.data.sequences import _check_columns, _flatten_histories
-from genrec_ml.errors import GenrecConfigError, GenrecDataError
+from genrec_ml.data.examples import HistoryExamples
+from genrec_ml.errors import GenrecConfigError
 
 PAD_ITEM = 0  # padding id in `history`; item i is stored as i + 1
 
 
-class ItemSequenceDataset(Dataset):
+class ItemSequenceDataset(HistoryExamples):
     """Examples (user_index, target_item_index, history) over a catalog of `n_items` items.
 
     `max_history` keeps only the most recent items of longer histories (None keeps them all).
     """
 
     def __init__(self, examples: pd.DataFrame, n_items: int, max_history: int | None = None):
-        _check_columns(examples)
         if n_items < 1:
             raise GenrecConfigError("n_items", f"must be >= 1, got {n_items}")
-        self.n_items = n_items
-        self.users = torch.as_tensor(examples["user_index"].to_numpy(dtype=np.int64))  # (E,)
-        self.target_items = torch.as_tensor(examples["target_item_index"].to_numpy(dtype=np.int64))  # (E,)
-        self.history, self.offsets = _flatten_histories(examples["history"], max_history)
-        self._check_item_range(self.target_items, "target_item_index")
-        self._check_item_range(self.history, "history")
-
-    def __len__(self) -> int:
-        return len(self.target_items)
+        super().__init__(examples, n_items, max_history)
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         return {
@@ -48,20 +41,16 @@ class ItemSequenceDataset(Dataset):
             "user_index": self.users[i],
         }
 
-    def _check_item_range(self, items: Tensor, field: str) -> None:
-        bad = (items < 0) | (items >= self.n_items)
-        if bad.any():
-            position = int(bad.nonzero()[0])
-            row = position if field == "target_item_index" else self._history_row(position)
-            raise GenrecDataError(
-                f"example row {row} refers to item {int(items[position])}, outside the catalog's {self.n_items} "
-                "items; the splits and n_items must come from the same item index",
-                field=field,
-            )
-
-    def _history_row(self, position: int) -> int:
-        """Example row holding the `position`-th item of all histories."""
-        return int(np.searchsorted(self.offsets, position, side="right")) - 1
+    def batch(self, indices: np.ndarray) -> dict[str, Tensor]:
+        """`collate_items([self[i] for i in indices])`, built by gathers on the dataset's device."""
+        items, real = self.history_matrix(indices, left_aligned=False)  # (B, T) each
+        index = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.device)  # (B,)
+        return {
+            "history": (items + 1).masked_fill(~real, PAD_ITEM),  # (B, T)
+            "lengths": real.sum(1),  # (B,)
+            "target_items": self.target_items[index],  # (B,)
+            "user_index": self.users[index],  # (B,)
+        }
 
 
 def collate_items(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:

@@ -2,12 +2,15 @@
 
 One example (a row of the `splits` table) becomes the encoder input
 
-    [user token] + SID tokens of history item 1 + ... + SID tokens of history item n
+    [user token] + SID tokens of history item 1 + ... + SID tokens of history item n [+ EOS]
 
 (oldest item first, T = n * L history tokens; no user token when the vocabulary has no user
 buckets) and the target item's L codes. Token ids come from `SidVocab`, so every model that
 shares the vocabulary reads the same batches. Batches are right-padded: T5's relative position
 bias then sees the real tokens at the same distances whatever the padding.
+
+`SequenceDataset.batch(indices)` builds a batch with a few gathers on the dataset's device (the
+training loop's path); `__getitem__` + `collate` is the per-example reference it is tested against.
 """
 
 from __future__ import annotations
@@ -15,16 +18,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
 
-from genrec_ml.errors import GenrecConfigError, GenrecDataError
-from genrec_ml.models.sid_vocab import PAD, SidVocab
+from genrec_ml.data.examples import HistoryExamples
+from genrec_ml.errors import GenrecDataError
+from genrec_ml.vocab import BOS as EOS
+from genrec_ml.vocab import PAD, SidVocab
 
-EXAMPLE_COLUMNS = ("user_index", "target_item_index", "history")
 
-
-class SequenceDataset(Dataset):
+class SequenceDataset(HistoryExamples):
     """Examples (user_index, target_item_index, history) over a catalog of SIDs.
 
     `sids: (N_items, L)` codes of every item (row = item index); `max_history` keeps only the most
@@ -32,31 +35,24 @@ class SequenceDataset(Dataset):
     """
 
     def __init__(self, examples: pd.DataFrame, sids, vocab: SidVocab, max_history: int | None = None):
-        _check_columns(examples)
         sids = torch.as_tensor(np.asarray(sids), dtype=torch.long)
         if sids.ndim != 2 or sids.shape[1] != vocab.n_levels:
             raise GenrecDataError(
                 f"SIDs of shape {tuple(sids.shape)} do not match the vocabulary's {vocab.n_levels} levels",
                 field="sids",
             )
+        super().__init__(examples, sids.shape[0], max_history)
         self.vocab = vocab
-        self.n_items = sids.shape[0]
         self.sids = sids  # (N_items, L) codes
         self.item_tokens = vocab.code_tokens(sids)  # (N_items, L) token ids
-        self.users = torch.as_tensor(examples["user_index"].to_numpy(dtype=np.int64))  # (E,)
-        self.target_items = torch.as_tensor(examples["target_item_index"].to_numpy(dtype=np.int64))  # (E,)
-        self.history, self.offsets = _flatten_histories(examples["history"], max_history)
-        self._check_item_range(self.target_items, "target_item_index")
-        self._check_item_range(self.history, "history")
-
-    def __len__(self) -> int:
-        return len(self.target_items)
 
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         items = self.history[self.offsets[i] : self.offsets[i + 1]]  # (n,)
         tokens = self.item_tokens[items].reshape(-1)  # (n * L,), item-major: all levels of item 1 first
         if self.vocab.n_user_buckets:
             tokens = torch.cat([self.vocab.user_tokens(self.users[i : i + 1]), tokens])
+        if self.vocab.history_eos:
+            tokens = torch.cat([tokens, tokens.new_full((1,), EOS)])
         target = self.target_items[i]
         return {
             "input_ids": tokens,
@@ -65,21 +61,32 @@ class SequenceDataset(Dataset):
             "user_index": self.users[i],
         }
 
-    def _check_item_range(self, items: Tensor, field: str) -> None:
-        bad = (items < 0) | (items >= self.n_items)
-        if bad.any():
-            position = int(bad.nonzero()[0])
-            raise GenrecDataError(
-                f"example row {self._example_row(position, field)} refers to item {int(items[position])}, outside "
-                f"the catalog's {self.n_items} items; the SIDs and the splits must come from the same item index",
-                field=field,
-            )
-
-    def _example_row(self, position: int, field: str) -> int:
-        """Example row of the `position`-th target, or of the `position`-th item of all histories."""
-        if field == "target_item_index":
-            return position
-        return int(np.searchsorted(self.offsets, position, side="right")) - 1
+    def batch(self, indices: np.ndarray) -> dict[str, Tensor]:
+        """`collate([self[i] for i in indices])`, built by gathers on the dataset's device."""
+        items, real = self.history_matrix(indices, left_aligned=True)  # (B, n_max) each
+        index = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.device)  # (B,)
+        tokens = self.item_tokens[items].flatten(1)  # (B, n_max * L), item-major
+        mask = real.repeat_interleave(self.vocab.n_levels, dim=1)  # (B, n_max * L)
+        if self.vocab.n_user_buckets:
+            users = self.vocab.user_tokens(self.users[index])[:, None]  # (B, 1)
+            tokens, mask = torch.cat([users, tokens], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
+        longest = int(self.lengths[np.asarray(indices, dtype=np.int64)].max()) if len(index) else 0
+        users = int(bool(self.vocab.n_user_buckets))
+        width = max(users + longest * self.vocab.n_levels + self.vocab.history_eos, 1)  # as `collate` pads
+        tokens, mask = tokens[:, :width], mask[:, :width]
+        if self.vocab.history_eos:  # one more column; each row's EOS right after its last item
+            tokens, mask = F.pad(tokens, (0, 1), value=PAD)[:, :width], F.pad(mask, (0, 1))[:, :width]
+            end = users + (self.offsets[index + 1] - self.offsets[index]) * self.vocab.n_levels  # (B,)
+            rows = torch.arange(len(index), device=self.device)
+            tokens[rows, end], mask[rows, end] = EOS, True
+        targets = self.target_items[index]
+        return {
+            "input_ids": tokens.masked_fill(~mask, PAD),  # (B, S)
+            "attention_mask": mask,  # (B, S)
+            "targets": self.sids[targets],  # (B, L)
+            "target_items": targets,  # (B,)
+            "user_index": self.users[index],  # (B,)
+        }
 
 
 def collate(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -100,25 +107,3 @@ def collate(examples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         "target_items": torch.stack([e["target_items"] for e in examples]),  # (B,)
         "user_index": torch.stack([e["user_index"] for e in examples]),  # (B,)
     }
-
-
-def _check_columns(examples: pd.DataFrame) -> None:
-    missing = [c for c in EXAMPLE_COLUMNS if c not in examples.columns]
-    if missing:
-        raise GenrecDataError(
-            f"examples lack columns {missing}; pass rows of the `splits` table (one scheme and split)",
-            field=missing[0],
-        )
-
-
-def _flatten_histories(histories: pd.Series, max_history: int | None) -> tuple[Tensor, np.ndarray]:
-    """All histories in one (sum n_i,) item tensor, and (E + 1,) offsets of each example's slice."""
-    if max_history is not None and max_history < 1:
-        raise GenrecConfigError("max_history", f"must be >= 1 or None, got {max_history}")
-    kept = [np.asarray(h, dtype=np.int64) for h in histories]
-    if max_history is not None:
-        kept = [h[-max_history:] for h in kept]
-    lengths = np.fromiter((len(h) for h in kept), dtype=np.int64, count=len(kept))
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    flat = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
-    return torch.as_tensor(flat, dtype=torch.long), offsets

@@ -33,6 +33,18 @@ def per_level_token_recall(topk, targets, sids) -> np.ndarray:
     return np.logical_and.accumulate(matches, axis=1).mean(axis=0)
 
 
+def per_level_prefix_recall(topk, targets, sids) -> np.ndarray:
+    r"""(L,) PrefixRecall@K_l = (1/U) \sum_u 1[\exists i \in R_u(K): s(i)_{1..l} = s(target_u)_{1..l}].
+
+    Any of user u's top-K items on the target's first l codes. Defined for any ranking, so an
+    item-id model's list can be read on a SID catalog's levels; the last entry equals Recall@K.
+    """
+    topk, targets, sids = _check_catalog_inputs(topk, targets, sids)
+    generated = sids[np.maximum(topk, 0)]  # (U, K, L)
+    same = (generated == sids[targets][:, None, :]) & (topk != PADDING)[:, :, None]  # (U, K, L)
+    return np.logical_and.accumulate(same, axis=2).any(axis=1).mean(axis=0)
+
+
 @dataclass(frozen=True)
 class TokenBiasResult:
     """Per-level token-popularity shares; column order of the (L, 2) arrays is GROUPS."""

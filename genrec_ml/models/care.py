@@ -112,10 +112,10 @@ class Care(Tiger):
         segment_lengths = torch.tensor(counts) + 1  # (L,) input token + queries
         levels = torch.arange(len(counts)).repeat_interleave(segment_lengths)  # (T_dec,)
         self.register_buffer("decoder_levels", levels, persistent=False)
-        self.loss_parts: dict[str, float] = {}  # the last forward's loss terms, logged by the training loop
+        self.loss_parts: dict[str, Tensor] = {}  # the last forward's loss terms, logged by the training loop
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Teacher-forced `(logits (B, L, K_max), loss)`, as TIGER; sets `loss_parts` (floats)."""
+        """Teacher-forced `(logits (B, L, K_max), loss)`, as TIGER; sets `loss_parts` (detached device scalars)."""
         batch = self._to_device(batch)
         targets = batch["targets"]  # (B, L) codes
         memory_mask = batch["attention_mask"]  # (B, S)
@@ -131,8 +131,8 @@ class Care(Tiger):
         ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         diversity = self.query_diversity()
         loss = ce + self.config.diversity_weight * diversity
-        parts = torch.stack([ce.detach(), diversity.detach()]).tolist()  # one device sync
-        self.loss_parts = dict(zip(("ce", "diversity"), parts, strict=True))
+        # detached device scalars: the training loop reads them in bulk, never one sync per step
+        self.loss_parts = {"ce": ce.detach(), "diversity": diversity.detach()}
         return logits, loss
 
     def extra_decoder_embeds(self, level: int, rows: int, memory: Tensor, memory_mask: Tensor) -> Tensor | None:

@@ -93,7 +93,7 @@ class ReaRec(ItemModel):
         ))
         self.reasoning_embedding = nn.Embedding(config.reasoning_steps, config.d_model)  # R_0..R_{K-1}
         nn.init.normal_(self.reasoning_embedding.weight, std=0.02)
-        self.loss_parts: dict[str, float] = {}  # the last forward's loss terms, logged by the training loop
+        self.loss_parts: dict[str, Tensor] = {}  # the last forward's loss terms, logged by the training loop
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """`(logits (B, n_items), loss)`: the variant's scores and training loss."""
@@ -134,13 +134,13 @@ class ReaRec(ItemModel):
         B, S, N = step_logits.shape
         rec = F.cross_entropy(step_logits.reshape(B * S, N), targets.repeat_interleave(S))  # mean over steps
         kl = step_divergence(step_logits) if S > 1 else step_logits.new_zeros(())
-        self.loss_parts = {"rec": rec.item(), "kl": kl.item()}
+        self.loss_parts = {"rec": rec.detach(), "kl": kl.detach()}
         return rec - self.config.kl_weight * kl
 
     def _prl_loss(self, history: Tensor, states: Tensor, step_logits: Tensor, targets: Tensor) -> Tensor:
         config, K = self.config, self.config.reasoning_steps
         loss = last = F.cross_entropy(step_logits[:, -1], targets)
-        self.loss_parts = {"last": last.item()}
+        self.loss_parts = {"last": last.detach()}
         if K == 0:
             return loss
         # step k < K at temperature * scale^(K - k): the earliest step is the softest
@@ -148,12 +148,12 @@ class ReaRec(ItemModel):
         earlier = step_logits[:, :-1] / scales[None, :, None]  # (B, K, N)
         progressive = F.cross_entropy(earlier.flatten(0, 1), targets.repeat_interleave(K))
         loss = loss + config.progressive_weight * progressive
-        self.loss_parts["progressive"] = progressive.item()
+        self.loss_parts["progressive"] = progressive.detach()
         if self.training and config.noise_std > 0 and config.contrastive_weight > 0:
             noisy = self.reason(history, config.noise_std)  # (B, K + 1, d)
             contrastive = info_nce(noisy[:, 1:], states[:, 1:], config.temperature)
             loss = loss + config.contrastive_weight * contrastive
-            self.loss_parts["contrastive"] = contrastive.item()
+            self.loss_parts["contrastive"] = contrastive.detach()
         return loss
 
 

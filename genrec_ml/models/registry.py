@@ -29,7 +29,7 @@ MODELS: dict[str, type[nn.Module]] = {
 
 # Item-id models take their architecture from their config defaults (RecBole's, sized for
 # Amazon-scale data) under both profiles; the profiles differ in training budget only.
-ITEM_PROFILES: dict[str, dict[str, Any]] = {"smoke": {}, "paper": {}}
+ITEM_PROFILES: dict[str, dict[str, Any]] = {"smoke": {}, "cpu": {}, "paper": {}}
 
 
 def build_model(name: str, config: dict[str, Any]) -> nn.Module:

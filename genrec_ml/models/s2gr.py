@@ -48,8 +48,8 @@ from torch import Tensor, nn
 from transformers.cache_utils import EncoderDecoderCache
 
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
-from genrec_ml.models.sid_vocab import BOS
 from genrec_ml.models.tiger import Tiger, TigerConfig, TigerState, TigerStepper
+from genrec_ml.vocab import BOS
 
 LOSS_PARTS = ("ce", "align", "global", "reg")
 
@@ -110,7 +110,7 @@ class S2gr(Tiger):
         if config.supervises_thinking:
             self.align_projection = nn.Linear(config.d_model, config.d_code, bias=False)  # W: d_model -> d_code
             self.global_decoder = GlobalDecoder(config.d_model, config.n_heads, config.d_kv, config.d_ff)  # psi
-        self.loss_parts: dict[str, float] = {}
+        self.loss_parts: dict[str, Tensor] = {}
 
     @property
     def n_cluster_levels(self) -> int:
@@ -120,7 +120,7 @@ class S2gr(Tiger):
         return self.config.use_reasoning and (level < self.n_cluster_levels or self.config.think_at_last_level)
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Teacher-forced `(logits (B, L, K_max), loss)`, as TIGER; sets `loss_parts` (floats)."""
+        """Teacher-forced `(logits (B, L, K_max), loss)`, as TIGER; sets `loss_parts` (detached device scalars)."""
         if not self.config.use_reasoning:
             logits, loss = super().forward(batch)
             self._record_loss_parts(ce=loss)
@@ -274,7 +274,7 @@ class S2gr(Tiger):
     def _record_loss_parts(self, ce: Tensor, **thinking: Tensor) -> None:
         zero = torch.zeros((), device=ce.device)
         values = torch.stack([ce.detach().float(), *(thinking.get(n, zero).detach().float() for n in LOSS_PARTS[1:])])
-        self.loss_parts = dict(zip(LOSS_PARTS, values.tolist(), strict=True))  # one device sync
+        self.loss_parts = dict(zip(LOSS_PARTS, values, strict=True))  # device scalars: the loop reads them in bulk
 
 
 class S2grStepper(TigerStepper):

@@ -48,7 +48,7 @@ from transformers.models.t5.modeling_t5 import T5Stack
 from genrec_ml.decoding import Constraint, constrained_beam_search
 from genrec_ml.errors import GenrecConfigError
 from genrec_ml.models.beam_decoder import BeamCache, decode_shared
-from genrec_ml.models.sid_vocab import BOS, PAD, SidVocab
+from genrec_ml.vocab import BOS, PAD, SidVocab
 
 # transformers 5 renamed the decoder's `past_key_values` (argument and output) to `cache`
 _CACHE_ARG = "cache" if "cache" in inspect.signature(T5Stack.forward).parameters else "past_key_values"
@@ -60,6 +60,7 @@ class TigerConfig:
     # (`resolve_codebook_sizes`), the default only shows the paper's shape
     codebook_sizes: tuple[int, ...] = (256, 256, 256, 16)
     n_user_buckets: int = 2000  # hashed user tokens (TIGER); 0 drops the user token
+    history_eos: bool = False  # EOS after the history (T5's </s>; see SidVocab); every profile turns it on
     n_encoder_layers: int = 4
     n_decoder_layers: int = 4
     d_model: int = 128
@@ -85,6 +86,13 @@ PROFILES: dict[str, TigerConfig] = {
     "smoke": TigerConfig(n_encoder_layers=2, n_decoder_layers=2, d_model=64, n_heads=4, d_kv=16, d_ff=256),
     # the paper's model: 4 + 4 layers, d_model 128, 6 heads of 64, MLP 1024, dropout 0.1
     "paper": TigerConfig(),
+    # One CPU core, <= 45 minutes on amazon-beauty (with train profile `cpu`). Chosen by measured
+    # throughput (`benchmarks/cpu_profile.py`: beauty bundle, length-grouped batches of 256, one
+    # thread; 2026-12-01 on the 2-core dev machine under load): smoke (0.4M parameters) 144 samples/s,
+    # this one (1.3M) 108, the paper's (4.8M) 19.5. Three times the smoke model's parameters for 25 %
+    # less speed, where the paper's model would see about one epoch in 45 minutes. Which size gets
+    # furthest in 45 minutes is not yet settled by full-length runs of each.
+    "cpu": TigerConfig(n_encoder_layers=2, n_decoder_layers=2, d_model=128, n_heads=4, d_kv=32, d_ff=512),
 }
 
 
@@ -102,7 +110,7 @@ class Tiger(nn.Module):
     def __init__(self, config: TigerConfig):
         super().__init__()
         self.config = config
-        self.vocab = SidVocab(config.codebook_sizes, config.n_user_buckets)
+        self.vocab = SidVocab(config.codebook_sizes, config.n_user_buckets, config.history_eos)
         self.t5 = T5ForConditionalGeneration(_t5_config(config, self.vocab.size))
         index, valid = self.vocab.level_index()  # (L, K_max) each
         self.register_buffer("level_index", index, persistent=False)

@@ -7,10 +7,17 @@ beam search, item-id models (`input_kind = "items"`, `recommend(batch, top_k)`) 
 It never imports an experiment tracker: the caller passes `callback(event, payload)` and logs
 what it likes:
 
-    ("step", {"loss", "lr", "step", ...})         after every optimizer step; a model's
-                                                  `loss_parts` (e.g. {"ce", "align"}) ride along
+    ("step", {"loss", "lr", "step", ...})         every `log_every_steps` optimizer steps: the mean
+                                                  loss since the last one, the lr of the last step;
+                                                  a model's `loss_parts` (e.g. {"ce", "align"}) ride
+                                                  along as means too
     ("eval", {"step", "epoch", "train_loss", "recall@10", "ndcg@10", "mrr", ...})
     ("checkpoint", {"path", "kind": "last" | "best", "step"})
+
+Batches: length-grouped by default (`genrec_ml.data.batching`), built by gathers from datasets
+that live on the training device. Losses stay on the device and are summed there; the host reads
+them once per `log_every_steps` (and at validation and checkpoints), so a GPU never waits on a
+per-step `.item()`.
 
 Resuming: `checkpoint_dir/last.pt` holds the weights, optimizer, scheduler, RNG streams and the
 loop's position (`Progress`). A call finding it continues from there; since each epoch's order
@@ -31,10 +38,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch import Tensor, nn
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from genrec_ml.data.batching import epoch_batches, length_sorted_batches, shard
 from genrec_ml.decoding import Constraint
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.eval import evaluate
@@ -99,6 +107,8 @@ class _Run:
     total_steps: int
     progress: Progress
     clock: float = field(default_factory=time.perf_counter)  # start of this call; progress.seconds is before it
+    window: dict[str, Tensor] = field(default_factory=dict)  # device sums of loss (and loss parts) since the last log
+    window_steps: int = 0
 
 
 def train(
@@ -168,13 +178,24 @@ def rank_split(
         if trie is not None:
             task.trie = trie
     data = examples if isinstance(examples, Dataset) else task.dataset(model, examples, max_history)
-    loader = DataLoader(data, batch_size=batch_size, collate_fn=task.collate)
-    top = [task.rank(model, batch, k).cpu() for batch in loader]
-    return torch.cat(top), data.target_items
+    data.to(model.device)
+    top = torch.full((len(data), k), -1, dtype=torch.long)  # (E, k), example order
+    # Length-sorted batches pad to almost nothing; each example's ranking does not depend on its batch.
+    for indices in length_sorted_batches(data.lengths, batch_size):
+        top[torch.as_tensor(indices)] = task.rank(model, data.batch(indices), k).cpu()
+    return top, data.target_items.cpu()
 
 
-def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float) -> float:
-    """Share of the peak lr at `step`: linear warmup, then a half cosine down to min_lr_ratio."""
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: float, schedule: str = "cosine") -> float:
+    """Share of the peak lr at `step` (0-based).
+
+    cosine: linear warmup, then a half cosine down to min_lr_ratio at total_steps.
+    inverse_sqrt: the peak for the first warmup_steps, then sqrt(warmup_steps / step) (T5 and TIGER:
+    "0.01 for the first 10k steps, then inverse square root decay"); it does not depend on
+    total_steps, so a run stopped early by patience followed the same schedule as a longer one.
+    """
+    if schedule == "inverse_sqrt":
+        return math.sqrt(max(warmup_steps, 1) / max(step + 1, warmup_steps, 1))
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     done = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
@@ -188,13 +209,15 @@ def _setup(model, train_examples, valid_examples, sids, config, checkpoint_dir, 
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     task = task_for(model, sids, config.eval_beam_width)
     train_data, valid_data = _datasets(model, task, train_examples, valid_examples, config)
-    steps_per_epoch = math.ceil(len(train_data) / (config.batch_size * processes.world_size))
+    train_data.to(device)
+    valid_data.to(device)
+    steps_per_epoch = math.ceil(math.ceil(len(train_data) / config.batch_size) / processes.world_size)
     total_steps = config.max_epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, config.warmup_steps, total_steps, config.min_lr_ratio)
+        optimizer, lambda step: lr_factor(step, config.warmup_steps, total_steps, config.min_lr_ratio, config.schedule)
     )
     progress = Progress()
     if (checkpoint_dir / LAST).is_file():
@@ -239,17 +262,19 @@ def _train_epoch(run: _Run) -> None:
         disable=not (config.progress and run.processes.is_main), leave=False,
     )
     run.model.train()
-    for batch in bar:
-        loss, lr = _optimizer_step(run, batch)
+    for indices in bar:
+        lr = _optimizer_step(run, run.train_data.batch(indices))
         p.step, p.batch_in_epoch = p.step + 1, p.batch_in_epoch + 1
-        p.loss_sum, p.loss_count = p.loss_sum + loss, p.loss_count + 1
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-        parts = {f"loss_{name}": value for name, value in getattr(unwrap(run.model), "loss_parts", {}).items()}
-        _emit(run, "step", {"loss": loss, "lr": lr, "step": p.step, **parts})
+        if p.step % config.log_every_steps == 0:
+            logged = _flush_window(run)
+            bar.set_postfix(loss=f"{logged['loss']:.4f}", lr=f"{lr:.2e}")
+            _emit(run, "step", {**logged, "lr": lr, "step": p.step})
         if config.eval_unit == "step" and p.step % config.eval_every == 0:
             _validate(run)
         if p.step % config.checkpoint_every_steps == 0:
             _save_last(run)
+        if config.max_train_seconds is not None and _elapsed(run) >= config.max_train_seconds:
+            p.stopped = True  # the time budget is spent: end as an early stop, keeping best.pt
         if p.stopped or p.step >= run.total_steps:
             break
     bar.close()
@@ -259,25 +284,15 @@ def _train_epoch(run: _Run) -> None:
             _validate(run)
 
 
-def _epoch_batches(run: _Run) -> DataLoader:
-    """This epoch's remaining batches: order fixed by (seed, epoch), shard by rank."""
+def _epoch_batches(run: _Run) -> list[np.ndarray]:
+    """This epoch's remaining batches (example indices): order fixed by (seed, epoch), shard by rank."""
     p, config = run.progress, run.config
-    sampler = DistributedSampler(
-        run.train_data, num_replicas=run.processes.world_size, rank=run.processes.rank, shuffle=True,
-        seed=config.seed,
-    )
-    sampler.set_epoch(p.epoch)
-    indices = list(sampler)[p.batch_in_epoch * config.batch_size :]
-    # A private generator: otherwise each DataLoader iterator draws a seed from the global torch
-    # stream, and a mid-epoch resume would shift every later dropout mask.
-    return DataLoader(
-        run.train_data, batch_size=config.batch_size, sampler=indices, collate_fn=run.task.collate,
-        generator=torch.Generator(), pin_memory=run.device.type == "cuda",
-    )
+    batches = epoch_batches(run.train_data.lengths, config.batch_size, config.seed, p.epoch, config.group_by_length)
+    return shard(batches, run.processes.rank, run.processes.world_size)[p.batch_in_epoch :]
 
 
-def _optimizer_step(run: _Run, batch: dict[str, torch.Tensor]) -> tuple[float, float]:
-    """One AdamW step; returns (loss, lr used by this step)."""
+def _optimizer_step(run: _Run, batch: dict[str, torch.Tensor]) -> float:
+    """One AdamW step, its loss summed on the device; returns the lr this step used."""
     lr = run.optimizer.param_groups[0]["lr"]
     use_bf16 = run.device.type == "cuda" and run.config.bf16
     with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -288,10 +303,29 @@ def _optimizer_step(run: _Run, batch: dict[str, torch.Tensor]) -> tuple[float, f
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
     run.optimizer.step()
     run.scheduler.step()
-    return loss.item(), lr
+    parts = getattr(unwrap(run.model), "loss_parts", {})
+    for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in parts.items()}}.items():
+        value = torch.as_tensor(value).detach().float()
+        run.window[name] = run.window[name] + value if name in run.window else value
+    run.window_steps += 1
+    return lr
+
+
+def _flush_window(run: _Run) -> dict[str, float]:
+    """Mean losses since the last flush, read from the device in one transfer; adds them to progress."""
+    if not run.window_steps:
+        return {}
+    names = list(run.window)
+    sums = torch.stack([run.window[name] for name in names]).cpu().tolist()  # the one host sync
+    p = run.progress
+    p.loss_sum, p.loss_count = p.loss_sum + sums[0], p.loss_count + run.window_steps
+    means = {name: total / run.window_steps for name, total in zip(names, sums, strict=True)}
+    run.window, run.window_steps = {}, 0
+    return means
 
 
 def _validate(run: _Run) -> None:
+    _flush_window(run)
     p, config = run.progress, run.config
     metrics = evaluate_split(
         unwrap(run.model), run.valid_data, ks=config.eval_ks, batch_size=config.eval_batch_size, task=run.task
@@ -309,6 +343,7 @@ def _validate(run: _Run) -> None:
 
 
 def _save_last(run: _Run) -> None:
+    _flush_window(run)
     run.progress.seconds = _elapsed(run)
     run.clock = time.perf_counter()
     payload = {

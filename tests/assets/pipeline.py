@@ -11,10 +11,11 @@ from genrec_assets.defs.data import checks as data_checks
 from genrec_assets.defs.embeddings import assets as embedding_assets
 from genrec_assets.defs.embeddings import checks as embedding_checks
 from genrec_assets.defs.models.registry import MODEL_ASSETS, MODEL_CHECKS
+from genrec_assets.defs.reproduction.assets import reproduction
 from genrec_assets.defs.resources import Artifacts, DataRoot, Tracking, Warehouse
 
 DATA_ASSETS = dg.load_assets_from_modules([data_assets, embedding_assets])
-ALL_ASSETS = [*DATA_ASSETS, *codebook_assets.CODEBOOK_ASSETS, *MODEL_ASSETS]
+ALL_ASSETS = [*DATA_ASSETS, *codebook_assets.CODEBOOK_ASSETS, *MODEL_ASSETS, reproduction]
 DATA_CHECKS = [*data_checks.ASSET_CHECKS, *embedding_checks.ASSET_CHECKS]
 ALL_CHECKS = [*DATA_CHECKS, *codebook_checks.ASSET_CHECKS, *MODEL_CHECKS]
 CHECK_FUNCTIONS = {key.name: getattr(module, key.name) for module in (data_checks, embedding_checks)
@@ -67,7 +68,6 @@ def materialize(warehouse_path, partition="synthetic", run_config=None, data_roo
                                         artifact_root=str(runtime / "mlflow-artifacts"))},
         raise_on_error=raise_on_error,
     )
-
 
 
 def run_check(warehouse_path, name: str, dataset: str = "synthetic", tokenizer: str | None = None) -> bool:

@@ -82,19 +82,25 @@ def more_models(trained_warehouse, tmp_path_factory):
     shutil.copy(source, path)
     shutil.copytree(source.parent / "artifacts", path.parent / "artifacts")
     item_settings = {"d_model": 16, "n_heads": 2, "d_ff": 32}
-    sid_models = {**tiny_training("s2gr"), **tiny_training("s2gr_c4"), **tiny_training("care")}
+    care = tiny_training("care")
+    care["care_checkpoint"]["config"]["seeds"] = [0, 1]  # two seeds: two runs, two evaluations
+    sid_models = {**tiny_training("s2gr"), **tiny_training("s2gr_c4"), **care}
     run_config = {"ops": {**tiny_training("sasrec", tokenizer="", model_settings=item_settings), **sid_models}}
     selection = [f"{prefix}_{kind}" for prefix in ("sasrec", "s2gr", "s2gr_c4", "care")
                  for kind in ("checkpoint", "metrics")]
-    return path, materialize(path, run_config=run_config, selection=selection, raise_on_error=False)
+    result = materialize(path, run_config=run_config, selection=selection, raise_on_error=False)
+    # on its own: in the models' run a model below the popularity floor (tiny models often are) blocks it
+    refreshed = materialize(path, run_config={"ops": {"reproduction": {"config": {"n_boot": 200}}}},
+                            selection=["reproduction"])
+    return path, result, refreshed
 
 
 def test_a_baseline_and_s2gr_land_in_metrics_beside_tiger(more_models):
-    path, result = more_models
+    path, result, _ = more_models
     with warehouse.connect(path, read_only=True) as con:
         found = con.execute("SELECT model, any_value(tokenizer), count(DISTINCT evaluation_id) FROM metrics "
                             "WHERE dataset = 'synthetic' AND model <> 'popularity' GROUP BY model").fetchall()
-    assert sorted(found) == [("care", "rq_kmeans", 1), ("s2gr", "rq_kmeans", 2), ("sasrec", None, 1),
+    assert sorted(found) == [("care", "rq_kmeans", 2), ("s2gr", "rq_kmeans", 2), ("sasrec", None, 1),
                              ("tiger", "rq_kmeans", 1)]
     with warehouse.connect(path, read_only=True) as con:
         variants = {r[0] for r in con.execute("SELECT DISTINCT variant FROM metrics WHERE model = 's2gr'").fetchall()}
@@ -105,6 +111,31 @@ def test_a_baseline_and_s2gr_land_in_metrics_beside_tiger(more_models):
     assert "agreement" in agreement and "chance" in agreement  # thinking tokens vs true clusters, per level
     assert "0.25" in metadata["s2gr_c4_metrics"]["thinking_agreement"].value  # chance 1/C with C = 4
     assert "thinking_clusters" in metadata["s2gr_metrics"] and "token_bias" not in metadata["sasrec_metrics"]
+
+
+def test_seeds_are_separate_evaluations_and_reproduction_tests_methods_against_tiger(more_models):
+    path, result, refreshed = more_models
+    with warehouse.connect(path, read_only=True) as con:
+        seeds = con.execute("SELECT DISTINCT seed FROM metrics WHERE model = 'care' ORDER BY seed").df()
+        current = con.execute("SELECT model, count(*) AS n FROM current_evaluations GROUP BY model").df()
+        summary = con.execute("SELECT model, n_seeds FROM seed_summary WHERE split = 'test' AND metric = 'ndcg' "
+                              "AND k = 10").df()
+        ranks = con.execute("SELECT count(DISTINCT evaluation_id) AS n FROM evaluation_ranks").fetchone()[0]
+        significance = con.execute("SELECT model, baseline_model, metric, seeds FROM significance "
+                                   "WHERE dataset = 'synthetic'").df()
+        published = con.execute("SELECT count(*) FROM published_results").fetchone()[0]
+    assert seeds["seed"].tolist() == [0, 1]
+    assert ranks == 6  # tiger, sasrec, s2gr, s2gr_c4 and care's two seeds, one ranked test set each
+    # only evaluations above the popularity floor are current; the summary and the tests use those
+    current = dict(zip(current["model"], current["n"], strict=True))
+    care_seeds = summary[summary["model"] == "care"]["n_seeds"].tolist()
+    assert care_seeds == ([current["care"]] if "care" in current else [])
+    tested = {m for m in ("care", "s2gr") if m in current} if "tiger" in current else set()
+    assert set(significance["model"]) == tested and set(significance["baseline_model"]) <= {"tiger"}
+    assert published > 100
+    metadata = {e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
+                for run in (result, refreshed) for e in run.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+    assert "compared_rows" in metadata["reproduction"] and metadata["care_metrics"]["test_ndcg_10_per_seed"]
 
 
 def test_every_reasoning_variant_and_baseline_materializes_on_tiny_synthetic(trained_warehouse, tmp_path):

@@ -71,3 +71,13 @@ def test_plot_renders_headless():
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     assert buffer.getvalue().startswith(b"\x89PNG")
+
+
+def test_prefix_recall_counts_any_top_k_item_on_the_target_prefix():
+    from genrec_ml.eval.token_bias import per_level_prefix_recall
+
+    sids = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+    topk = np.array([[1, 2], [3, -1], [2, 0]])  # user 0: item 1 shares code 0 with target 0; user 2 hits
+    targets = np.array([0, 2, 0])
+    # level 0: users 0 (item 1), 1 (item 3 on code 1 = target 2's), 2 (item 0) -> 3/3; level 1: only user 2
+    assert per_level_prefix_recall(topk, targets, sids).tolist() == [1.0, pytest.approx(1 / 3)]

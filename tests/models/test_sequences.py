@@ -7,7 +7,7 @@ import torch
 
 from genrec_ml.data.sequences import SequenceDataset, collate
 from genrec_ml.errors import GenrecDataError
-from genrec_ml.models.sid_vocab import PAD, SidVocab
+from genrec_ml.vocab import PAD, SidVocab
 
 SIDS = np.array([[0, 1], [2, 0], [1, 1]])  # 3 items, 2 levels
 VOCAB = SidVocab((3, 2), n_user_buckets=4)  # level 0 -> ids 2..4, level 1 -> 5..6, users 7..10
@@ -57,3 +57,11 @@ def test_items_outside_the_catalog_are_reported_with_their_row():
         SequenceDataset(frame([[0]], targets=[3]), SIDS, VOCAB)
     with pytest.raises(GenrecDataError, match="history"):
         SequenceDataset(pd.DataFrame({"user_index": [0], "target_item_index": [0]}), SIDS, VOCAB)
+
+
+def test_history_eos_ends_every_history_with_token_one():
+    vocab = SidVocab((3, 2), n_user_buckets=4, history_eos=True)
+    data = SequenceDataset(frame([[1, 0], []], users=[3, 1]), SIDS, vocab)
+    user = int(vocab.user_tokens(torch.tensor([3]))[0])
+    assert data[0]["input_ids"].tolist() == [user, 2 + 2, 5 + 0, 2 + 0, 5 + 1, 1]
+    assert data[1]["input_ids"].tolist()[1:] == [1]  # an empty history is the user token and EOS

@@ -48,7 +48,7 @@ def small_model(seed: int = 0, dropout: float = 0.0) -> Tiger:
 
 def quick_config(**overrides) -> TrainConfig:
     fields = dict(lr=1e-2, warmup_steps=10, batch_size=64, max_epochs=2, eval_beam_width=10, progress=False,
-                  patience=0, checkpoint_every_steps=1000)
+                  patience=0, checkpoint_every_steps=1000, log_every_steps=1)
     return TrainConfig(**(fields | overrides))
 
 
@@ -183,3 +183,20 @@ def test_train_config_validation_and_profiles():
     assert train_config("paper", "items").lr == 1e-3  # item-id baselines: RecBole's recipe
     with pytest.raises(GenrecConfigError, match="batch_sise"):
         train_config("smoke", batch_sise=8)
+
+
+def test_inverse_sqrt_schedule_holds_the_peak_then_decays_as_tiger():
+    factors = [lr_factor(step, 10_000, 200_000, 0.1, "inverse_sqrt") for step in (0, 9_999, 39_999, 159_999)]
+    assert factors == pytest.approx([1.0, 1.0, 0.5, 0.25])  # 0.01, then 0.01 * sqrt(10k / step)
+    assert lr_factor(39_999, 10_000, 10**9, 0.1, "inverse_sqrt") == pytest.approx(0.5)  # the cap plays no part
+    with pytest.raises(GenrecConfigError, match="schedule"):
+        TrainConfig(schedule="linear")
+
+
+def test_a_time_budget_ends_training_early_and_keeps_a_validated_best(tmp_path):
+    train_examples, valid_examples, sids = next_item_task(400, 40)
+    result = train(small_model(), train_examples, valid_examples, sids, quick_config(max_epochs=50,
+                   max_train_seconds=1e-6), tmp_path)
+    assert result.steps == 1 and len(result.history) == 1 and result.best_checkpoint_path.is_file()
+    with pytest.raises(GenrecConfigError, match="max_train_seconds"):
+        TrainConfig(max_train_seconds=0)

@@ -8,9 +8,10 @@ the floor every model's blocking check compares against.
 
 import base64
 import io
+import json
 import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -25,6 +26,7 @@ from genrec_ml.experiments import (
     Experiment,
     evaluate_experiment,
     evaluate_popularity,
+    evaluation_run_row,
     labelled_metrics,
     metric_labels,
     metrics_by_split,
@@ -33,8 +35,9 @@ from genrec_ml.experiments import (
     write_run_info,
 )
 from genrec_ml.inputs import warehouse_catalog, warehouse_splits
+from genrec_ml.model_specs import ModelSpec
 from genrec_ml.models.registry import input_kind
-from genrec_ml.warehouse import append_metrics, read_partition
+from genrec_ml.warehouse import append_evaluation, read_partition
 
 GROUP = "models"
 
@@ -44,6 +47,7 @@ class TrainRunConfig(dg.Config):
     tokenizer: str = ""  # codebook variant (rq_vae, coba_rqvae, letter, ...); "" = the model's default
     scheme: str = "loo"  # split scheme: loo or ratio
     seed: int = 0
+    seeds: list[int] = []  # several seeds, e.g. [0, 1, 2]: one run each in <model>/seed<k>/; [] = just `seed`
     model_settings: dict = {}  # overrides of the model's dataclass config, e.g. {"d_model": 256}
     train_settings: dict = {}  # overrides of TrainConfig, e.g. {"max_epochs": 5, "device": "cuda"}
     threads: int = 0  # torch CPU threads; 0 = one per core
@@ -55,28 +59,11 @@ class EvalRunConfig(dg.Config):
     threads: int = 0  # torch CPU threads; 0 = one per core
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One trainable model as the asset graph shows it."""
-
-    model: str  # registry name
-    variant: str = "default"
-    tokenizer: str | None = "rq_vae"  # default codebook variant of SID models
-    model_settings: dict = field(default_factory=dict)  # what makes this variant
-    asset_prefix: str = ""  # defaults to the model name
-    group: str = GROUP  # asset group in the UI: models (TIGER), baselines, reasoning
-    n_coarse: int | None = None  # S²GR: recluster the codebook at this C instead of its stored clusters
-
-    @property
-    def prefix(self) -> str:
-        return self.asset_prefix or self.model
-
-    def experiment(self, config: TrainRunConfig) -> Experiment:
-        return Experiment(
-            model=self.model, variant=self.variant, profile=config.profile,
-            tokenizer=config.tokenizer or self.tokenizer, scheme=config.scheme, seed=config.seed,
-            model_overrides={**self.model_settings, **config.model_settings}, train_overrides=config.train_settings,
-        )
+def spec_experiment(spec: ModelSpec, config: TrainRunConfig) -> Experiment:
+    """The experiment a checkpoint asset of `spec` trains under this run config."""
+    return spec.experiment(profile=config.profile, seed=config.seed, scheme=config.scheme,
+                           tokenizer=config.tokenizer or None, model_settings=config.model_settings,
+                           train_settings=config.train_settings)
 
 
 def load_catalog(warehouse: Warehouse, artifacts: Artifacts, dataset: str, tokenizer: str | None,
@@ -92,11 +79,16 @@ def load_splits(warehouse: Warehouse, dataset: str) -> pd.DataFrame:
 
 
 def write_metrics(warehouse: Warehouse, dataset: str, labels: dict, metrics: pd.DataFrame,
-                  mlflow_run_id: str | None, dagster_run_id: str) -> str:
-    """Append one evaluation (rows split, metric, k, value) under `labels`; returns its evaluation_id."""
+                  mlflow_run_id: str | None, dagster_run_id: str, run_info: dict | None = None,
+                  ranks: pd.DataFrame | None = None) -> str:
+    """Append one evaluation (rows split, metric, k, value) under `labels`, with its training facts
+    (`evaluation_runs`) and per-user test ranks (`evaluation_ranks`); returns its evaluation_id."""
     evaluation_id = uuid.uuid4().hex
+    rows = labelled_metrics(metrics, dataset, labels, evaluation_id, mlflow_run_id, dagster_run_id)
+    run = evaluation_run_row(dataset, evaluation_id, run_info) if run_info else None
+    ranks = ranks.assign(dataset=dataset, evaluation_id=evaluation_id) if ranks is not None else None
     with warehouse.connect() as con:
-        append_metrics(con, labelled_metrics(metrics, dataset, labels, evaluation_id, mlflow_run_id, dagster_run_id))
+        append_evaluation(con, rows, run, ranks)
     return evaluation_id
 
 
@@ -164,37 +156,63 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                artifacts: Artifacts, tracking: Tracking) -> dg.MaterializeResult:
         dataset = context.partition_key
         threads = set_threads(config.threads)
-        experiment = spec.experiment(config)
+        experiment = spec_experiment(spec, config)
         catalog = load_catalog(warehouse, artifacts, dataset, experiment.tokenizer, spec.n_coarse)
         splits = load_splits(warehouse, dataset)
         folder = artifacts.folder(dataset, "models", spec.prefix)
-        tags = {"dataset": dataset, "model": spec.model, "variant": spec.variant, "profile": experiment.profile,
-                "tokenizer": str(experiment.tokenizer), "dagster_run_id": context.run_id}
-        with tracking.run("training", f"{spec.prefix}-{dataset}", tags) as run:
-            import mlflow
-
-            mlflow.log_params({f"experiment.{k}": str(v) for k, v in experiment.__dict__.items()})
-            trained = train_experiment(experiment, splits, catalog, folder, callback=MlflowLogger())
-            mlflow.log_params({f"train.{k}": str(v) for k, v in trained.info["train_config"].items()})
-            figure = curve_figure(trained.result.history, f"{spec.prefix} on {dataset}")
-            mlflow.log_figure(figure, "training_curve.png")
-            mlflow.log_artifact(str(trained.checkpoint))
-            mlflow.log_metrics({"train_seconds": trained.result.seconds, "steps": trained.result.steps})
-            run_id = run.info.run_id
-        write_run_info(folder, {**trained.info, "mlflow_run_id": run_id, "dagster_run_id": context.run_id})
-        samples = trained.result.steps * trained.info["train_config"]["batch_size"]
+        runs = {f"seed{seed}": replace(experiment, seed=seed) for seed in config.seeds} or {".": experiment}
+        trained = {name: train_one(spec, dataset, run, splits, catalog, folder / name, tracking, context.run_id)
+                   for name, run in runs.items()}
+        write_seed_folders(folder, list(runs))
+        first, (model, run_id, figure) = next(iter(trained)), next(iter(trained.values()))
+        samples = model.result.steps * model.info["train_config"]["batch_size"]
         return dg.MaterializeResult(metadata={
-            "mlflow_run_id": run_id,
-            "checkpoint": dg.MetadataValue.path(str(trained.checkpoint)),
+            "mlflow_run_id": run_id, "seeds": [run.seed for run in runs.values()],
+            "checkpoint": dg.MetadataValue.path(str(model.checkpoint)),
             "profile": experiment.profile, "tokenizer": str(experiment.tokenizer), "torch_threads": threads,
-            "steps": trained.result.steps, "train_seconds": round(trained.result.seconds, 1),
-            "samples_per_second": round(samples / max(trained.result.seconds, 1e-9), 1),
-            "parameters": trained.info["parameters"],
-            "best_valid": dg.MetadataValue.json({k: float(v) for k, v in trained.result.best_metrics.items()}),
-            "training_curve": png_markdown(figure, "training curve"),
+            "steps": model.result.steps,
+            "train_seconds": round(sum(t.result.seconds for t, _, _ in trained.values()), 1),
+            "samples_per_second": round(samples / max(model.result.seconds, 1e-9), 1),
+            "parameters": model.info["parameters"],
+            "best_valid": dg.MetadataValue.json({name: {k: float(v) for k, v in t.result.best_metrics.items()}
+                                                 for name, (t, _, _) in trained.items()}),
+            "training_curve": png_markdown(figure, f"training curve ({first})"),
         })
 
     return _asset
+
+
+def train_one(spec: ModelSpec, dataset: str, experiment: Experiment, splits: pd.DataFrame, catalog: Catalog,
+              folder, tracking: Tracking, dagster_run_id: str):
+    """Train one seed of `spec` into `folder` as an MLflow run; returns (TrainedModel, run id, curve figure)."""
+    tags = {"dataset": dataset, "model": spec.model, "variant": spec.variant, "profile": experiment.profile,
+            "tokenizer": str(experiment.tokenizer), "seed": str(experiment.seed), "dagster_run_id": dagster_run_id}
+    with tracking.run("training", f"{spec.prefix}-{dataset}", tags) as run:
+        import mlflow
+
+        mlflow.log_params({f"experiment.{k}": str(v) for k, v in experiment.__dict__.items()})
+        trained = train_experiment(experiment, splits, catalog, folder, callback=MlflowLogger())
+        mlflow.log_params({f"train.{k}": str(v) for k, v in trained.info["train_config"].items()})
+        figure = curve_figure(trained.result.history, f"{spec.prefix} on {dataset} (seed {experiment.seed})")
+        mlflow.log_figure(figure, "training_curve.png")
+        mlflow.log_artifact(str(trained.checkpoint))
+        mlflow.log_metrics({"train_seconds": trained.result.seconds, "steps": trained.result.steps})
+        run_id = run.info.run_id
+    write_run_info(folder, {**trained.info, "mlflow_run_id": run_id, "dagster_run_id": dagster_run_id})
+    return trained, run_id, figure
+
+
+SEED_FOLDERS = "seeds.json"
+
+
+def write_seed_folders(folder, names: list[str]) -> None:
+    """Which run folders the newest checkpoint materialization trained ("." = the model folder itself)."""
+    (folder / SEED_FOLDERS).write_text(json.dumps(names))
+
+
+def read_seed_folders(folder) -> list[str]:
+    path = folder / SEED_FOLDERS
+    return json.loads(path.read_text()) if path.is_file() else ["."]
 
 
 def metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
@@ -206,25 +224,39 @@ def metrics_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         dataset = context.partition_key
         set_threads(config.threads)
         folder = artifacts.folder(dataset, "models", spec.prefix)
-        info = read_run_info(folder)
-        experiment = Experiment(**{**info["experiment"], "eval_ks": tuple(info["experiment"]["eval_ks"])})
-        catalog = load_catalog(warehouse, artifacts, dataset, experiment.tokenizer, spec.n_coarse)
-        evaluation = evaluate_experiment(folder / "best.pt", load_splits(warehouse, dataset), catalog, experiment,
-                                         batch_size=config.batch_size, device=config.device)
-        run_id = info.get("mlflow_run_id")
-        evaluation_id = write_metrics(warehouse, dataset, metric_labels(experiment), evaluation.metrics, run_id,
-                                      context.run_id)
-        metadata = evaluation_metadata(evaluation)
-        if run_id:
-            with tracking.resume(run_id):
-                import mlflow
+        splits = load_splits(warehouse, dataset)
+        evaluations = {}
+        for name in read_seed_folders(folder):
+            info = read_run_info(folder / name)
+            experiment = Experiment(**{**info["experiment"], "eval_ks": tuple(info["experiment"]["eval_ks"])})
+            catalog = load_catalog(warehouse, artifacts, dataset, experiment.tokenizer, spec.n_coarse)
+            evaluation = evaluate_experiment(folder / name / "best.pt", splits, catalog, experiment,
+                                             batch_size=config.batch_size, device=config.device)
+            run_id = info.get("mlflow_run_id")
+            evaluation_id = write_metrics(warehouse, dataset, metric_labels(experiment), evaluation.metrics, run_id,
+                                          context.run_id, info, evaluation.ranks)
+            if run_id:
+                with tracking.resume(run_id):
+                    import mlflow
 
-                mlflow.log_metrics({f"final_{r.split}_{r.metric}" + (f"_at_{r.k}" if r.k >= 0 else ""): r.value
-                                    for r in evaluation.metrics.itertuples()})
+                    mlflow.log_metrics({f"final_{r.split}_{r.metric}" + (f"_at_{r.k}" if r.k >= 0 else ""): r.value
+                                        for r in evaluation.metrics.itertuples()})
+            evaluations[experiment.seed] = (evaluation, evaluation_id, run_id)
+        evaluation, evaluation_id, run_id = next(iter(evaluations.values()))
+        metadata = evaluation_metadata(evaluation)
+        if len(evaluations) > 1:
+            metadata["test_ndcg_10_per_seed"] = dg.MetadataValue.json(
+                {str(seed): test_value(e.metrics, "ndcg", 10) for seed, (e, _, _) in evaluations.items()})
         return dg.MaterializeResult(metadata={**metadata, "evaluation_id": evaluation_id, "mlflow_run_id": run_id,
-                                              "profile": experiment.profile, "tokenizer": str(experiment.tokenizer)})
+                                              "profile": experiment.profile, "tokenizer": str(experiment.tokenizer),
+                                              "evaluation_ids": [i for _, i, _ in evaluations.values()]})
 
     return _asset
+
+
+def test_value(metrics: pd.DataFrame, metric: str, k: int) -> float:
+    test = metrics[metrics["split"] == "test"]
+    return float(test[(test["metric"] == metric) & (test["k"] == k)]["value"].iloc[0])
 
 
 def evaluation_metadata(evaluation: Evaluation) -> dict:
@@ -233,9 +265,8 @@ def evaluation_metadata(evaluation: Evaluation) -> dict:
         **{f"{split}_users_per_second": round(evaluation.users[split] / max(evaluation.seconds[split], 1e-9), 1)
            for split in evaluation.seconds},
     }
-    test = evaluation.metrics[evaluation.metrics["split"] == "test"]
     for metric, k in (("recall", 10), ("ndcg", 10)):
-        metadata[f"test_{metric}_{k}"] = float(test[(test["metric"] == metric) & (test["k"] == k)]["value"].iloc[0])
+        metadata[f"test_{metric}_{k}"] = test_value(evaluation.metrics, metric, k)
     if evaluation.token_bias is not None:
         from genrec_ml.eval import plot_token_bias
 
@@ -272,7 +303,8 @@ def popularity_metrics(context: dg.AssetExecutionContext, warehouse: Warehouse) 
     metadata = {}
     for scheme in sorted(splits["scheme"].unique()):
         metrics = evaluate_popularity(splits, n_items, scheme)
-        labels = {"model": "popularity", "variant": "default", "tokenizer": None, "profile": "none", "scheme": scheme}
+        labels = {"model": "popularity", "variant": "default", "tokenizer": None, "profile": "none", "scheme": scheme,
+                  "seed": None}
         write_metrics(warehouse, dataset, labels, metrics, None, context.run_id)
         metadata[f"metrics_{scheme}"] = dg.MetadataValue.md(metrics_markdown(metrics))
     return dg.MaterializeResult(metadata=metadata)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
-from genrec_ml.models.sid_vocab import BOS, PAD, SidVocab, resolve_codebook_sizes
+from genrec_ml.vocab import BOS, PAD, SidVocab, resolve_codebook_sizes
 
 
 def test_layout_puts_each_level_and_the_users_in_their_own_block():

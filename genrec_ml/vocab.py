@@ -3,7 +3,7 @@
 Layout of the vocabulary (V = 2 + sum_l K_l + n_user_buckets ids):
 
     0                      pad
-    1                      bos / eos (decoder start)
+    1                      bos / eos (decoder start; with `history_eos`, also the end of the history)
     offset_l + c           code c of SID level l, offset_l = 2 + K_0 + ... + K_{l-1}
     user_offset + h        user bucket h = hash(user_index) mod n_user_buckets
 
@@ -35,6 +35,10 @@ _HASH_MULTIPLIER = 2654435761
 class SidVocab:
     codebook_sizes: tuple[int, ...]  # K_l per SID level, the last one the disambiguation level
     n_user_buckets: int = 2000  # hashed user ids (TIGER); 0 drops the user token
+    # An EOS token (id 1, as T5's </s>) after the history: the anchor from which the encoder's relative
+    # positions tell the most recent item from older ones (without it nothing marks where a right-padded
+    # history ends, and cross-attention has no positions at all)
+    history_eos: bool = False
 
     def __post_init__(self):
         sizes = tuple(int(k) for k in self.codebook_sizes)

@@ -1,0 +1,103 @@
+"""Every trainable model variant the project reports, by asset prefix (`tiger`, `s2gr_c8`, `sasrec_bce`, ...).
+
+One list serves both ways of running a model: the Dagster graph builds a `<prefix>_checkpoint` /
+`<prefix>_metrics` asset pair per entry (genrec_assets.defs.models.registry), and
+`python -m genrec_ml.cli reproduce` plans its runs from it on a machine without Dagster. Keeping it
+here, as plain data, is what makes a reproduced `s2gr_wo_think_loss` the same model as the asset's.
+
+Groups: `models` (TIGER, the core the nightly job retrains), `reasoning` (S²GR and CARE with their
+papers' defaults), `s2gr_ablations` / `care_ablations` (each ablation its own entry, so one can be
+re-run alone), `baselines` (item-id models).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from genrec_ml.errors import GenrecConfigError
+from genrec_ml.experiments import Experiment
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One trainable model variant: which registry model, with what codes and settings."""
+
+    model: str  # genrec_ml.models.registry name
+    variant: str = "default"  # `metrics.variant` label
+    tokenizer: str | None = "rq_vae"  # default codebook variant of SID models; None for item-id models
+    model_settings: dict[str, Any] = field(default_factory=dict)  # what makes this variant
+    asset_prefix: str = ""  # defaults to the model name
+    group: str = "models"  # asset group in the UI: models (TIGER), reasoning, *_ablations, baselines
+    n_coarse: int | None = None  # S²GR: recluster the codebook at this C instead of its stored clusters
+
+    @property
+    def prefix(self) -> str:
+        return self.asset_prefix or self.model
+
+    @property
+    def codes(self) -> tuple[str | None, int | None]:
+        """(tokenizer, n_coarse): what its inputs' catalog must hold, so which bundle it trains on."""
+        return self.tokenizer, self.n_coarse
+
+    def experiment(self, *, profile: str = "smoke", seed: int = 0, scheme: str = "loo", tokenizer: str | None = None,
+                   model_settings: dict[str, Any] | None = None, train_settings: dict[str, Any] | None = None,
+                   **fields: Any) -> Experiment:
+        """This variant as an experiment; `model_settings` go on top of the variant's own, `fields`
+        are further Experiment fields (eval_ks, eval_beam_width)."""
+        return Experiment(model=self.model, variant=self.variant, profile=profile,
+                          tokenizer=tokenizer or self.tokenizer, scheme=scheme, seed=seed,
+                          model_overrides={**self.model_settings, **(model_settings or {})},
+                          train_overrides=dict(train_settings or {}), **fields)
+
+
+CORE = [ModelSpec("tiger", tokenizer="rq_vae")]
+
+REASONING = [
+    ModelSpec("s2gr", tokenizer="coba_rqvae", group="reasoning"),
+    ModelSpec("care", tokenizer="rq_vae", group="reasoning"),
+]
+
+S2GR_ABLATIONS = [
+    ModelSpec("s2gr", variant="wo_coba", tokenizer="rq_vae", asset_prefix="s2gr_wo_coba", group="s2gr_ablations"),
+    ModelSpec("s2gr", variant="wo_reasoning", tokenizer="coba_rqvae", model_settings={"use_reasoning": False},
+              asset_prefix="s2gr_wo_reasoning", group="s2gr_ablations"),
+    ModelSpec("s2gr", variant="wo_think_loss", tokenizer="coba_rqvae", model_settings={"think_loss_weight": 0.0},
+              asset_prefix="s2gr_wo_think_loss", group="s2gr_ablations"),
+    *[ModelSpec("s2gr", variant=f"c{c}", tokenizer="coba_rqvae", n_coarse=c, asset_prefix=f"s2gr_c{c}",
+                group="s2gr_ablations") for c in (4, 8, 32, 64)],
+]
+
+CARE_ABLATIONS = [
+    ModelSpec("care", variant="letter", tokenizer="letter", asset_prefix="care_letter", group="care_ablations"),
+    ModelSpec("care", variant="wo_reasoning", tokenizer="rq_vae", model_settings={"queries_per_level": 0},
+              asset_prefix="care_wo_reasoning", group="care_ablations"),
+    ModelSpec("care", variant="wo_progressive", tokenizer="rq_vae", model_settings={"progressive_attention": False},
+              asset_prefix="care_wo_progressive", group="care_ablations"),
+    ModelSpec("care", variant="wo_diversity", tokenizer="rq_vae", model_settings={"diversity_weight": 0.0},
+              asset_prefix="care_wo_diversity", group="care_ablations"),
+]
+
+BASELINES = [
+    ModelSpec("sasrec", tokenizer=None, group="baselines"),
+    ModelSpec("sasrec", variant="bce", tokenizer=None, model_settings={"loss": "bce"}, asset_prefix="sasrec_bce",
+              group="baselines"),
+    ModelSpec("gru4rec", tokenizer=None, group="baselines"),
+    ModelSpec("caser", tokenizer=None, group="baselines"),
+    ModelSpec("bert4rec", tokenizer=None, group="baselines"),
+    ModelSpec("rearec", variant="erl", tokenizer=None, model_settings={"variant": "erl"}, asset_prefix="rearec_erl",
+              group="baselines"),
+    ModelSpec("rearec", variant="prl", tokenizer=None, model_settings={"variant": "prl"}, asset_prefix="rearec_prl",
+              group="baselines"),
+]
+
+MODEL_SPECS = [*CORE, *REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *BASELINES]
+SPECS_BY_PREFIX = {s.prefix: s for s in MODEL_SPECS}
+assert len(SPECS_BY_PREFIX) == len(MODEL_SPECS), "two model specs share an asset prefix"
+
+
+def spec(prefix: str) -> ModelSpec:
+    """The variant named by its asset prefix (`tiger`, `s2gr_c8`, `care_letter`, ...)."""
+    if prefix not in SPECS_BY_PREFIX:
+        raise GenrecConfigError("models", f"unknown model {prefix!r}; known: {', '.join(SPECS_BY_PREFIX)}")
+    return SPECS_BY_PREFIX[prefix]
