@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from genrec_ml.eval.token_bias import per_level_prefix_recall
@@ -40,6 +42,12 @@ def main() -> None:
     sids = bundle.catalog.sids
     print(f"{bundle.dataset}, {args.split}, {len(examples)} users, codes {bundle.meta['tokenizer']}, "
           f"prefix recall@{args.k} per level")
+    train = split_examples(bundle.splits, bundle.meta["scheme"])["train"]
+    last = np.array([history[-1] for history in train["history"]])
+    successors = pd.DataFrame({"last": last, "target": train["target_item_index"].to_numpy()})
+    most_common = successors.groupby("last")["target"].agg(lambda t: t.value_counts().iloc[0]).sum() / len(train)
+    print(f"train targets: {most_common:.3f} are their last item's most common successor (in-sample: what an item-id "
+          f"model memorises); {np.mean(sids[last, 0] == sids[successors['target'], 0]):.3f} share its first code")
     for target in args.workdirs:
         path = Path(target)
         checkpoint = path if path.suffix == ".pt" else path / "best.pt"

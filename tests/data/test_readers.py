@@ -1,6 +1,5 @@
 import gzip
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -309,7 +308,8 @@ def test_generic_needs_exactly_one_file_of_each_kind(tmp_path):
         read_generic(folder)
 
 
-def test_large_csv_reads_fast(tmp_path):
+def test_large_csv_reads_every_row_with_its_line(tmp_path):
+    # how fast: benchmarks/readers.py (timed asserts fail on a loaded machine and prove nothing)
     n = 200_000
     rng = np.random.default_rng(0)
     users = np.repeat(np.arange(n // 10), 10)
@@ -324,12 +324,9 @@ def test_large_csv_reads_fast(tmp_path):
     pd.DataFrame({"item_id": [f"item{i}" for i in range(20_000)], "title": "t"}).to_csv(
         tmp_path / "items.csv", index=False
     )
-    start = time.perf_counter()
     data = read_generic(tmp_path)
-    elapsed = time.perf_counter() - start
     assert len(data.interactions) == n
     assert data.interactions["source_line"].iloc[-1] == n + 1
-    assert elapsed < 2.0, f"reading {n} rows took {elapsed:.2f} s"
 
 
 # --- amazon -------------------------------------------------------------------------------------
