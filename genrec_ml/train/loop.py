@@ -204,6 +204,9 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: floa
 
 def _setup(model, train_examples, valid_examples, sids, config, checkpoint_dir, callback, processes) -> _Run:
     _seed_everything(config.seed)
+    if processes.distributed and config.max_train_seconds is not None:
+        raise GenrecConfigError("max_train_seconds", "each torchrun rank would stop at its own step and the "
+                                "others would wait forever; cap distributed runs with max_steps")
     device = resolve_device(config.device, processes)
     model.to(device)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
