@@ -88,7 +88,7 @@ TRAIN_PROFILES: dict[str, TrainConfig] = {
     # users after each.
     "cpu": TrainConfig(lr=2e-3, warmup_steps=200, max_epochs=4, patience=2, checkpoint_every_steps=200,
                        eval_max_examples=2_000),
-    # TIGER §4: batch 256, lr 0.01 for the first 10k steps then inverse square root decay, 200k steps.
+    # TIGER (Rajput et al. 2023): batch 256, lr 0.01 for the first 10k steps then inverse square root decay, 200k steps.
     # Trained until validation NDCG@10 stops improving (10 validations, 50k steps, without a gain), the
     # paper's 200k steps only a cap; the schedule does not depend on the cap, so an early stop follows
     # the paper's curve. AdamW's weight decay follows public reproductions (the paper gives none).
