@@ -86,7 +86,7 @@ PROFILES: dict[str, TigerConfig] = {
     "smoke": TigerConfig(n_encoder_layers=2, n_decoder_layers=2, d_model=64, n_heads=4, d_kv=16, d_ff=256),
     # the paper's model: 4 + 4 layers, d_model 128, 6 heads of 64, MLP 1024, dropout 0.1
     "paper": TigerConfig(),
-    # One CPU core, <= 45 minutes on amazon-beauty (with train profile `cpu`). Chosen by measured
+    # One CPU core, about 45 minutes on amazon-beauty (with train profile `cpu`). Chosen by measured
     # throughput (`benchmarks/cpu_profile.py`: beauty bundle, length-grouped batches of 256, one
     # thread; 2026-12-01 on the 2-core dev machine under load): smoke (0.4M parameters) 144 samples/s,
     # this one (1.3M) 108, the paper's (4.8M) 19.5. Three times the smoke model's parameters for 25 %

@@ -82,10 +82,10 @@ TRAIN_PROFILES: dict[str, TrainConfig] = {
     # minutes on a CPU with the smoke model: two epochs, validated on 2,000 users after each
     "smoke": TrainConfig(lr=2e-3, warmup_steps=100, max_epochs=2, patience=2, checkpoint_every_steps=200,
                          eval_max_examples=2_000),
-    # One CPU core, <= 45 minutes on amazon-beauty with the `cpu` model (genrec_ml.models.tiger):
-    # 4 epochs of its 131k training examples at the ~200 samples/s a quiet core gives that model
-    # (108 under load), cosine over those 4 epochs so the budget ends annealed, validated on 2,000
-    # users after each.
+    # One CPU core, about 45 minutes on amazon-beauty with the `cpu` model (genrec_ml.models.tiger):
+    # 4 epochs of its 131k training examples (measured: 51 min on a core shared with other runs,
+    # 2026-12-01), cosine over those 4 epochs so the budget ends annealed, validated on 2,000 users
+    # after each.
     "cpu": TrainConfig(lr=2e-3, warmup_steps=200, max_epochs=4, patience=2, checkpoint_every_steps=200,
                        eval_max_examples=2_000),
     # TIGER (Rajput et al. 2023): batch 256, lr 0.01 for the first 10k steps then inverse square root decay, 200k steps.
