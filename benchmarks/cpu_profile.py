@@ -9,28 +9,13 @@ One torch thread, length-grouped batches of 256 from the bundle's train split, s
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
 
 import torch
+from training import genrec_samples_per_second  # benchmarks/training.py: the same timed training loop
 
 from genrec_ml.experiments import split_examples
 from genrec_ml.inputs import read_bundle
 from genrec_ml.models.tiger import PROFILES, Tiger, tiger_config
-from genrec_ml.train.config import TrainConfig
-from genrec_ml.train.loop import train
-
-
-def samples_per_second(model, train_examples, valid_examples, sids, steps: int) -> float:
-    times = []
-    config = TrainConfig(batch_size=256, max_steps=steps, max_epochs=100, eval_unit="step", eval_every=10**9,
-                         checkpoint_every_steps=10**9, eval_max_examples=8, progress=False, warmup_steps=10,
-                         patience=0, log_every_steps=1)
-    with tempfile.TemporaryDirectory() as folder:
-        train(model, train_examples, valid_examples, sids, config, folder,
-              lambda event, _: times.append(time.perf_counter()) if event == "step" else None)
-    times = times[2:]
-    return (len(times) - 1) * 256 / (times[-1] - times[0])
 
 
 def main() -> None:
@@ -49,7 +34,7 @@ def main() -> None:
     for profile in args.profiles:
         torch.manual_seed(0)
         model = Tiger(tiger_config(profile, bundle.catalog.codebook_sizes))
-        rate = samples_per_second(model, sample, examples["valid"].iloc[:8], bundle.catalog.sids, args.steps)
+        rate = genrec_samples_per_second(model, sample, bundle.catalog.sids, args.steps, 256, "cpu")
         epochs = rate * args.minutes * 60 / len(examples["train"])
         print(f"{profile:>8} {sum(p.numel() for p in model.parameters()):>11,} {rate:>10.1f} {epochs:>18.1f}",
               flush=True)

@@ -206,22 +206,29 @@ def append_evaluation(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, run: p
 
 
 def ensure_evaluation_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """The evaluation tables and their views (inside the caller's transaction)."""
-    for statement in EVALUATION_TABLES:
-        con.execute(sql(statement))
+    """The evaluation tables and their views (inside the caller's transaction); `published_results`
+    is filled from the repository's CSV while it is empty."""
+    _create_evaluation_tables(con)
     if not con.execute("SELECT count(*) FROM published_results").fetchone()[0] and PUBLISHED_RESULTS.is_file():
         insert(con, "published_results_insert", read_published_results())
-    for view in METRIC_VIEWS:
-        con.execute(sql(view))
+    _create_metric_views(con)
 
 
 def replace_published_results(con: duckdb.DuckDBPyConnection, frame: pd.DataFrame) -> int:
     """Replace every row of `published_results` with `frame`, atomically; refreshes the views."""
     with transaction(con):
-        for statement in EVALUATION_TABLES:
-            con.execute(sql(statement))
+        _create_evaluation_tables(con)
         con.execute(sql("published_results_clear"))
         insert(con, "published_results_insert", frame)
-        for view in METRIC_VIEWS:
-            con.execute(sql(view))
+        _create_metric_views(con)
     return len(frame)
+
+
+def _create_evaluation_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in EVALUATION_TABLES:
+        con.execute(sql(statement))
+
+
+def _create_metric_views(con: duckdb.DuckDBPyConnection) -> None:
+    for view in METRIC_VIEWS:
+        con.execute(sql(view))

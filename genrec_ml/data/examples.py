@@ -52,15 +52,17 @@ class HistoryExamples(Dataset):
                 setattr(self, name, value.to(device))
         return self
 
-    def history_matrix(self, indices: np.ndarray, left_aligned: bool) -> tuple[Tensor, Tensor]:
-        """`(items (B, T), real (B, T) bool)` of the examples `indices`, T = their longest history.
+    def history_matrix(self, indices: np.ndarray, left_aligned: bool) -> tuple[Tensor, Tensor, int]:
+        """`(items (B, T), real (B, T) bool, longest)` of the examples `indices`: `longest` is their longest
+        history (from the host-side lengths), T = max(longest, 1).
 
         Left-aligned puts each history at columns 0..n-1 (right padding); otherwise at T-n..T-1,
         so column T-1 is always the most recent item (left padding). Padded cells hold item 0.
         The width comes from the host-side lengths, so a batch on the GPU needs no device sync.
         """
         indices = np.asarray(indices, dtype=np.int64)
-        width = max(int(self.lengths[indices].max()) if len(indices) else 0, 1)
+        longest = int(self.lengths[indices].max()) if len(indices) else 0
+        width = max(longest, 1)
         index = torch.as_tensor(indices, device=self.device)  # (B,)
         starts = self.offsets[index]  # (B,)
         lengths = self.offsets[index + 1] - starts  # (B,)
@@ -74,7 +76,7 @@ class HistoryExamples(Dataset):
             position = starts[:, None] + columns - shift[:, None]
         position = position.clamp(0, max(len(self.history) - 1, 0))
         items = self.history[position] if len(self.history) else torch.zeros_like(position)  # (B, T)
-        return items.masked_fill(~real, 0), real
+        return items.masked_fill(~real, 0), real, longest
 
     def _check_item_range(self, items: Tensor, field: str) -> None:
         bad = (items < 0) | (items >= self.n_items)

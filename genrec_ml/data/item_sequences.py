@@ -43,7 +43,7 @@ class ItemSequenceDataset(HistoryExamples):
 
     def batch(self, indices: np.ndarray) -> dict[str, Tensor]:
         """`collate_items([self[i] for i in indices])`, built by gathers on the dataset's device."""
-        items, real = self.history_matrix(indices, left_aligned=False)  # (B, T) each
+        items, real, _ = self.history_matrix(indices, left_aligned=False)  # (B, T) each
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.device)  # (B,)
         return {
             "history": (items + 1).masked_fill(~real, PAD_ITEM),  # (B, T)

@@ -63,14 +63,13 @@ class SequenceDataset(HistoryExamples):
 
     def batch(self, indices: np.ndarray) -> dict[str, Tensor]:
         """`collate([self[i] for i in indices])`, built by gathers on the dataset's device."""
-        items, real = self.history_matrix(indices, left_aligned=True)  # (B, n_max) each
+        items, real, longest = self.history_matrix(indices, left_aligned=True)  # (B, n_max) each
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.device)  # (B,)
         tokens = self.item_tokens[items].flatten(1)  # (B, n_max * L), item-major
         mask = real.repeat_interleave(self.vocab.n_levels, dim=1)  # (B, n_max * L)
         if self.vocab.n_user_buckets:
             users = self.vocab.user_tokens(self.users[index])[:, None]  # (B, 1)
             tokens, mask = torch.cat([users, tokens], 1), torch.cat([torch.ones_like(mask[:, :1]), mask], 1)
-        longest = int(self.lengths[np.asarray(indices, dtype=np.int64)].max()) if len(index) else 0
         users = int(bool(self.vocab.n_user_buckets))
         width = max(users + longest * self.vocab.n_levels + self.vocab.history_eos, 1)  # as `collate` pads
         tokens, mask = tokens[:, :width], mask[:, :width]
