@@ -1,4 +1,4 @@
-"""What reasoning costs: training and inference throughput of S²GR and CARE against TIGER.
+"""What reasoning costs: training and inference throughput of S²GR, CARE and REG4Rec against TIGER.
 
 Every model is built the way the assets build it (`model_config` from the same profile and
 catalog), trained with the shared loop on the same batches and decoded with the same constrained
@@ -12,7 +12,9 @@ time and 1.5% inference time over its backbone.
     python benchmarks/method_cost.py --profile paper --device cuda --steps 100
 
 The catalog is random 3 x 256 SIDs plus a disambiguation level (12,000 items, Beauty-sized);
-S²GR gets k-means-free random coarse clusters (C = 16) of random code vectors.
+S²GR gets k-means-free random coarse clusters (C = 16) of random code vectors. REG4Rec decodes its
+own kind of catalog, random 8 x 300 MPQ token sets of the same 12,000 items (its training figure
+is pre-training; PARS steps are not timed here), with CRSS and CORP at the paper's settings.
 """
 
 from __future__ import annotations
@@ -43,14 +45,24 @@ METHODS = [
     ("care_wo_progressive", "care", {"progressive_attention": False}),
     ("care_wo_diversity", "care", {"diversity_weight": 0.0}),
     ("care_1-1-4-4", "care", {"queries_per_level": (1, 1, 4, 4)}),
+    ("reg4rec", "reg4rec", {}),
+    ("reg4rec_wo_crss", "reg4rec", {"dynamic_order": False}),
+    ("reg4rec_wo_corp", "reg4rec", {"corp": False}),
 ]
-DEFAULT_METHODS = ["tiger", "s2gr", "s2gr_wo_reasoning", "care", "care_wo_reasoning", "care_1-1-4-4"]
+DEFAULT_METHODS = ["tiger", "s2gr", "s2gr_wo_reasoning", "care", "care_wo_reasoning", "care_1-1-4-4", "reg4rec"]
 
 
 def catalog(n_items: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     codes = np.unique(rng.integers(0, 256, (n_items * 2, 3)), axis=0)[:n_items]
     return np.concatenate([codes, rng.integers(0, 4, (len(codes), 1))], axis=1)
+
+
+def set_catalog(n_items: int, seed: int) -> np.ndarray:
+    """REG4Rec's codes: 8 x 300 token sets, then the disambiguation level."""
+    rng = np.random.default_rng(seed)
+    codes = np.unique(rng.integers(0, 300, (n_items * 2, 8)), axis=0)[:n_items]
+    return np.concatenate([codes, np.zeros((len(codes), 1), dtype=codes.dtype)], axis=1)
 
 
 def examples(n: int, n_items: int, seed: int) -> pd.DataFrame:
@@ -60,9 +72,10 @@ def examples(n: int, n_items: int, seed: int) -> pd.DataFrame:
 
 
 def build(name: str, profile: str, sids: np.ndarray, overrides: dict) -> torch.nn.Module:
-    sizes = resolve_codebook_sizes(sids, (256, 256, 256))
+    sizes = resolve_codebook_sizes(sids, (300,) * 8 if name == "reg4rec" else (256, 256, 256))
     n_coarse = overrides.get("n_coarse", 16)
-    fields = {"codebook_sizes": tuple(sizes), "n_items": len(sids), "n_coarse": n_coarse, "d_code": 32}
+    fields = {"codebook_sizes": tuple(sizes), "n_items": len(sids), "n_coarse": n_coarse, "d_code": 32,
+              "n_categories": 400}
     torch.manual_seed(0)
     model = build_model(name, asdict(model_config(name, profile, fields, overrides)))
     if hasattr(model, "set_coarse_clusters"):
@@ -100,9 +113,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sids = catalog(12_000, 0)
-    frame = examples(args.batch_size * (args.steps + 1), len(sids), 0)
-    users = examples(args.users, len(sids), 1)
+    catalogs = {"sids": catalog(12_000, 0), "sets": set_catalog(12_000, 0)}
+    frame = examples(args.batch_size * (args.steps + 1), 12_000, 0)
+    users = examples(args.users, 12_000, 1)
     print(f"profile {args.profile}, device {args.device}, torch threads {torch.get_num_threads()}, "
           f"train batch {args.batch_size} x {args.steps} steps, inference {args.users} users, beam {args.beams}")
     unknown = set(args.methods) - {label for label, _, _ in METHODS} - {"all"}
@@ -117,6 +130,7 @@ def main() -> None:
     params: dict[str, int] = {}
     for _ in range(args.repeats):
         for label, name, overrides in chosen:
+            sids = catalogs["sets" if name == "reg4rec" else "sids"]
             model = build(name, args.profile, sids, overrides)
             params[label] = sum(p.numel() for p in model.parameters())
             trained = genrec_samples_per_second(model, frame, sids, args.steps, args.batch_size, args.device)

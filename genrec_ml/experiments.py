@@ -30,7 +30,7 @@ from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.eval import evaluate, per_level_token_recall, popularity_topk, target_ranks, token_popularity_bias
 from genrec_ml.eval.token_bias import TokenBiasResult
 from genrec_ml.models.registry import build_model, input_kind, model_config
-from genrec_ml.train.checkpoint import load_checkpoint, read_checkpoint
+from genrec_ml.train.checkpoint import load_checkpoint, model_payload, read_checkpoint, save_atomic
 from genrec_ml.train.config import TrainConfig, train_config
 from genrec_ml.train.loop import Callback, TrainResult, rank_split, train
 from genrec_ml.train.tasks import task_for
@@ -79,10 +79,14 @@ class Catalog:
     codebook_sizes: tuple[int, ...] | None = None  # K_l per SID level
     coarse_centroids: list[np.ndarray] | None = None  # S²GR: per quantiser level (C, d_code)
     coarse_assignments: list[np.ndarray] | None = None  # S²GR: per quantiser level (K_l,) cluster of each code
+    categories: np.ndarray | None = None  # (N_items,) category label 0..G-1 (REG4Rec's category head)
+    codeword_vectors: list[np.ndarray] | None = None  # per quantiser level (K_l, d): REG4Rec's path reward
 
     def config_fields(self) -> dict[str, Any]:
         """Catalog-given config fields; each model config keeps those it has."""
         found = {"n_items": self.n_items}
+        if self.categories is not None:
+            found["n_categories"] = int(self.categories.max()) + 1 if len(self.categories) else 1
         if self.codebook_sizes is not None:
             found["codebook_sizes"] = tuple(self.codebook_sizes)
         if self.coarse_centroids:
@@ -94,8 +98,9 @@ class Catalog:
 @dataclass
 class TrainedModel:
     checkpoint: Path  # best.pt: the validated best weights
-    result: TrainResult
+    result: TrainResult  # pre-training, for models with post-training
     info: dict[str, Any]  # what run.json beside the checkpoint holds
+    post_training: Any = None  # genrec_ml.rl.pars.ParsResult of REG4Rec's PARS, None for other models
 
 
 @dataclass
@@ -108,16 +113,18 @@ class Evaluation:
     thinking: tuple[np.ndarray, np.ndarray] | None = None  # S²GR: (predicted, true) clusters of sampled test users
     n_coarse: int | None = None  # clusters per level behind `thinking`
     ranks: pd.DataFrame | None = None  # test users: split, user_index, target_item_index, rank (see target_ranks)
+    search: Any = None  # REG4Rec, test split: decoding.crss.SearchStats (CORP counts, CRSS step orders)
 
 
 def catalog_from_rows(
     n_items: int, sid_rows: pd.DataFrame | None = None, quantizer_sizes: tuple[int, ...] | None = None,
-    coarse_clusters: str | Path | None = None,
+    coarse_clusters: str | Path | None = None, categories: pd.DataFrame | None = None,
 ) -> Catalog:
     """A `Catalog` from warehouse rows: `sid_rows` (item_index, level, code), one per item and level.
 
     `quantizer_sizes` are the codebook sizes of the quantiser levels (the disambiguation level's
-    size is inferred); `coarse_clusters` is the codebook asset's coarse_clusters.npz (S²GR).
+    size is inferred); `coarse_clusters` is the codebook asset's coarse_clusters.npz (S²GR);
+    `categories` the items' (item_index, category) rows.
     """
     if sid_rows is None:
         return Catalog(n_items=n_items)
@@ -132,12 +139,24 @@ def catalog_from_rows(
     if not np.array_equal(ordered["item_index"].to_numpy()[::levels], np.arange(n_items)):
         raise GenrecDataError("SID rows do not cover item indices 0..N-1 exactly once", field="item_index")
     catalog = Catalog(n_items=n_items, sids=sids, codebook_sizes=resolve_codebook_sizes(sids, quantizer_sizes))
+    if categories is not None:
+        catalog.categories = category_labels(categories, n_items)
     if coarse_clusters is not None:
         stored = np.load(coarse_clusters)
         n_levels = len([key for key in stored.files if key.startswith("centroids_")])
         catalog.coarse_centroids = [stored[f"centroids_{level}"] for level in range(n_levels)]
         catalog.coarse_assignments = [stored[f"assignment_{level}"] for level in range(n_levels)]
     return catalog
+
+
+def category_labels(rows: pd.DataFrame, n_items: int) -> np.ndarray:
+    """(item_index, category) rows -> (N_items,) labels 0..G-1, in order of first appearance by item index."""
+    rows = rows.sort_values("item_index")
+    if not np.array_equal(rows["item_index"].to_numpy(), np.arange(n_items)):
+        raise GenrecDataError(f"category rows do not cover item indices 0..{n_items - 1} exactly once",
+                              field="category")
+    labels, _ = pd.factorize(rows["category"].fillna(""), sort=False)
+    return labels.astype(np.int64)
 
 
 def with_coarse_clusters(catalog: Catalog, tokenizer_path: str | Path, n_coarse: int, seed: int = 0) -> Catalog:
@@ -180,6 +199,11 @@ def build_experiment_model(experiment: Experiment, catalog: Catalog) -> torch.nn
             raise GenrecConfigError("coarse_clusters", f"{experiment.model} aligns its thinking tokens to the "
                                     "codebook's coarse clusters: load them with the catalog")
         model.set_coarse_clusters(catalog.coarse_centroids, catalog.coarse_assignments)
+    if hasattr(model, "set_item_categories"):
+        if catalog.categories is None:
+            raise GenrecConfigError("categories", f"{experiment.model} predicts the target's category: load the "
+                                    "catalog with item categories (export the bundle again)")
+        model.set_item_categories(catalog.categories)
     return model
 
 
@@ -200,17 +224,39 @@ def train_experiment(
                    config, training, callback)
     if result.best_checkpoint_path is None:
         raise GenrecDataError("training ended without a validation; nothing to keep", path=training)
-    best = workdir / "best.pt"
-    os.replace(result.best_checkpoint_path, best)
     info = {
         "experiment": asdict(experiment), "train_config": asdict(config), "steps": result.steps,
         "train_seconds": result.seconds, "best_valid": result.best_metrics, "fingerprint": fingerprint,
         "n_train_examples": len(examples["train"]),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    post = None
+    if getattr(model.config, "pars_steps", 0) > 0:
+        post = _post_train(model, result, examples, catalog, config, training, callback)
+        shutil.copyfile(result.best_checkpoint_path, workdir / "pretrained.pt")
+        save_atomic(model_payload(model), result.best_checkpoint_path)
+        info["pretrain_best_valid"] = info["best_valid"]
+        info |= {"best_valid": post.best_metrics, "train_seconds": result.seconds + post.seconds,
+                 "post_training": {"steps": post.steps, "seconds": post.seconds, "evaluations": post.evaluations,
+                                   "last_rewards": post.history[-1] if post.history else {}}}
+    best = workdir / "best.pt"
+    os.replace(result.best_checkpoint_path, best)
     write_run_info(workdir, info)
     shutil.rmtree(training)
-    return TrainedModel(best, result, info)
+    return TrainedModel(best, result, info, post)
+
+
+def _post_train(model, result: TrainResult, examples: dict[str, pd.DataFrame], catalog: Catalog, config: TrainConfig,
+                training: Path, callback: Callback | None):
+    """REG4Rec's PARS from the best pre-trained weights (resumable in `training/pars`)."""
+    from genrec_ml.rl.pars import post_train
+
+    if not catalog.codeword_vectors:
+        raise GenrecConfigError("codeword_vectors", f"{model.name}'s path reward needs the codebook's codeword "
+                                "vectors: load the catalog from a codebook with tokenizer.pt (export the bundle again)")
+    model.load_state_dict(read_checkpoint(result.best_checkpoint_path, map_location=model.device)["model_state"])
+    return post_train(model, examples["train"], examples["valid"], catalog.sids, catalog.codeword_vectors, config,
+                      training / "pars", callback)
 
 
 def evaluate_experiment(
@@ -226,12 +272,21 @@ def evaluate_experiment(
     task = task_for(model, catalog.sids, experiment.eval_beam_width)
     rows, seconds, users, ranked = [], {}, {}, {}
     for split in SPLITS:
+        if hasattr(model, "search_stats"):  # REG4Rec: CORP's counts and CRSS's step orders of this split only
+            model.search_stats = type(model.search_stats)()
         started = time.perf_counter()
         topk, targets = rank_split(model, examples[split], k=max(experiment.eval_ks), batch_size=batch_size,
                                    max_history=experiment.train_config().max_history, task=task)
         seconds[split], users[split], ranked[split] = time.perf_counter() - started, len(targets), (topk, targets)
         rows += metric_rows(evaluate(topk, targets, experiment.eval_ks), split)
+    if hasattr(model, "search_stats"):
+        evaluation_search = model.search_stats
+        if model.config.corp:
+            rows.append({"split": "test", "metric": "corp_pruned_share", "k": -1,
+                         "value": float(evaluation_search.pruned_share)})
     evaluation = Evaluation(pd.DataFrame(rows), seconds, users)
+    if hasattr(model, "search_stats"):
+        evaluation.search = evaluation_search
     evaluation.ranks = rank_rows(*ranked["test"], examples["test"]["user_index"].to_numpy(), "test")
     if experiment.kind == "sids":
         topk, targets = ranked["test"]

@@ -4,7 +4,8 @@ a folder of plain files that carries them to a machine with neither Dagster nor 
     bundle/
       bundle.json     dataset, tokenizer, scheme, n_coarse, row counts, format version
       splits.parquet  the dataset's `splits` rows of one scheme (split, user_index, target_item_index, history, ...)
-      catalog.npz     n_items; SID models: Semantic IDs, codebook sizes and S²GR's coarse clusters
+      catalog.npz     n_items; SID models: Semantic IDs, codebook sizes, S²GR's coarse clusters, item
+                      category labels and codeword vectors (REG4Rec)
 
 Reading a bundle needs pandas, pyarrow and numpy only; the warehouse functions import DuckDB when called.
 """
@@ -61,13 +62,24 @@ def warehouse_catalog(con, tokenizer_folder: str | Path | None, dataset: str, to
     sizes = query(con, "codebook_sizes_of_tokenizer", **params)["codebook_size"].tolist()
     folder = Path(tokenizer_folder) if tokenizer_folder is not None else None
     clusters = folder / "coarse_clusters.npz" if folder is not None else None
-    catalog = catalog_from_rows(n_items, sid_rows, tuple(sizes), clusters if clusters and clusters.is_file() else None)
+    catalog = catalog_from_rows(n_items, sid_rows, tuple(sizes), clusters if clusters and clusters.is_file() else None,
+                                categories=query(con, "item_categories", dataset=dataset))
+    if folder is not None and (folder / "tokenizer.pt").is_file():
+        catalog.codeword_vectors = codeword_vectors(folder / "tokenizer.pt")
     if not n_coarse:
         return catalog
     if folder is None or not (folder / "tokenizer.pt").is_file():
         raise LookupError(f"re-clustering at C = {n_coarse} needs the {tokenizer} codebook's tokenizer.pt in "
                           f"{folder}: materialize {tokenizer}_codebook for {dataset} first")
     return with_coarse_clusters(catalog, folder / "tokenizer.pt", n_coarse)
+
+
+def codeword_vectors(tokenizer_path: Path) -> list[np.ndarray]:
+    """Every quantiser level's codeword vectors `(K_l, d)` of a saved codebook."""
+    from genrec_ml.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer(tokenizer_path)
+    return [tokenizer.codebook_vectors(level) for level in range(len(tokenizer.codebook_sizes))]
 
 
 def warehouse_splits(con, dataset: str) -> pd.DataFrame:
@@ -101,6 +113,10 @@ def write_bundle(folder: str | Path, splits: pd.DataFrame, catalog: Catalog, *, 
     for level, (centroids, assignment) in enumerate(zip(catalog.coarse_centroids or [],
                                                          catalog.coarse_assignments or [], strict=True)):
         arrays[f"centroids_{level}"], arrays[f"assignment_{level}"] = centroids, assignment
+    if catalog.categories is not None:
+        arrays["categories"] = catalog.categories
+    for level, vectors in enumerate(catalog.codeword_vectors or []):
+        arrays[f"codewords_{level}"] = vectors
     np.savez(staging / CATALOG, **arrays)
     meta = {"format": BUNDLE_FORMAT, "dataset": dataset, "tokenizer": tokenizer, "scheme": scheme,
             "n_coarse": n_coarse, "n_items": catalog.n_items, "rows": len(chosen)}
@@ -154,4 +170,12 @@ def _read_catalog(path: Path, meta: dict[str, Any]) -> Catalog:
     if levels:
         catalog.coarse_centroids = [stored[f"centroids_{level}"] for level in range(levels)]
         catalog.coarse_assignments = [stored[f"assignment_{level}"] for level in range(levels)]
+    if "categories" in stored.files:
+        catalog.categories = stored["categories"].astype(np.int64)
+        if catalog.categories.shape != (n_items,):
+            raise GenrecDataError(f"{catalog.categories.shape} category labels for {n_items} items", path=path,
+                                  field="categories")
+    levels = len([key for key in stored.files if key.startswith("codewords_")])
+    if levels:
+        catalog.codeword_vectors = [stored[f"codewords_{level}"] for level in range(levels)]
     return catalog

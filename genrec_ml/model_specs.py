@@ -5,9 +5,9 @@ One list serves both ways of running a model: the Dagster graph builds a `<prefi
 `python -m genrec_ml.cli reproduce` plans its runs from it on a machine without Dagster. Keeping it
 here, as plain data, is what makes a reproduced `s2gr_wo_think_loss` the same model as the asset's.
 
-Groups: `models` (TIGER, the core the nightly job retrains), `reasoning` (S²GR and CARE with their
-papers' defaults), `s2gr_ablations` / `care_ablations` (each ablation its own entry, so one can be
-re-run alone), `baselines` (item-id models).
+Groups: `models` (TIGER, the core the nightly job retrains), `reasoning` (S²GR, CARE and REG4Rec with
+their papers' defaults), `s2gr_ablations` / `care_ablations` / `reg4rec_ablations` (each ablation its
+own entry, so one can be re-run alone), `baselines` (item-id models).
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ CORE = [ModelSpec("tiger", tokenizer="rq_vae")]
 REASONING = [
     ModelSpec("s2gr", tokenizer="coba_rqvae", group="reasoning"),
     ModelSpec("care", tokenizer="rq_vae", group="reasoning"),
+    ModelSpec("reg4rec", tokenizer="mpq", group="reasoning"),
 ]
 
 S2GR_ABLATIONS = [
@@ -78,6 +79,20 @@ CARE_ABLATIONS = [
               asset_prefix="care_wo_diversity", group="care_ablations"),
 ]
 
+# REG4Rec Table 3; the θ and h sweeps of Figure 3 are model settings (corp_threshold, msra_horizon) of any of these.
+REG4REC_ABLATIONS = [
+    ModelSpec("reg4rec", variant="wo_mpq", tokenizer="rq_vae_8x300", model_settings={"dynamic_order": False},
+              asset_prefix="reg4rec_wo_mpq", group="reg4rec_ablations"),
+    ModelSpec("reg4rec", variant="wo_crss", tokenizer="mpq", model_settings={"dynamic_order": False},
+              asset_prefix="reg4rec_wo_crss", group="reg4rec_ablations"),
+    ModelSpec("reg4rec", variant="wo_pars", tokenizer="mpq", model_settings={"pars_steps": 0},
+              asset_prefix="reg4rec_wo_pars", group="reg4rec_ablations"),
+    ModelSpec("reg4rec", variant="wo_msra", tokenizer="mpq", model_settings={"msra_horizon": 1},
+              asset_prefix="reg4rec_wo_msra", group="reg4rec_ablations"),
+    ModelSpec("reg4rec", variant="wo_corp", tokenizer="mpq", model_settings={"corp": False},
+              asset_prefix="reg4rec_wo_corp", group="reg4rec_ablations"),
+]
+
 BASELINES = [
     ModelSpec("sasrec", tokenizer=None, group="baselines"),
     ModelSpec("sasrec", variant="bce", tokenizer=None, model_settings={"loss": "bce"}, asset_prefix="sasrec_bce",
@@ -91,7 +106,7 @@ BASELINES = [
               group="baselines"),
 ]
 
-MODEL_SPECS = [*CORE, *REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *BASELINES]
+MODEL_SPECS = [*CORE, *REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *BASELINES]
 SPECS_BY_PREFIX = {s.prefix: s for s in MODEL_SPECS}
 assert len(SPECS_BY_PREFIX) == len(MODEL_SPECS), "two model specs share an asset prefix"
 

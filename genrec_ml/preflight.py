@@ -11,6 +11,7 @@ of a training step, to size a budget that fits the GPU window.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -104,6 +105,8 @@ def model_check(experiment: Experiment, bundle: Bundle, config: TrainConfig, dev
         model.zero_grad(set_to_none=True)
 
     step(batch(CHECK_EXAMPLES), check=True)
+    if getattr(model.config, "pars_steps", 0) > 0:
+        post_training_check(model, examples, bundle, config)
     full = batch(min(config.batch_size, len(examples)))
     step(full)  # warm-up: kernels, allocator
     _synchronize(device)
@@ -113,6 +116,32 @@ def model_check(experiment: Experiment, bundle: Bundle, config: TrainConfig, dev
     _synchronize(device)
     ms = (time.perf_counter() - started) / TIMED_PASSES * 1000
     return sum(p.numel() for p in model.parameters()), ms
+
+
+def post_training_check(model, examples, bundle: Bundle, config: TrainConfig) -> None:
+    """REG4Rec: one PARS step on a few users (sampling, the four rewards on the bundle's codewords, GRPO)."""
+    import copy
+    from dataclasses import replace
+
+    from genrec_ml.data.sequences import SequenceDataset
+    from genrec_ml.rl.grpo import GrpoConfig
+    from genrec_ml.rl.pars import pars_step, reward_inputs
+    from genrec_ml.rl.rewards import Rewards, msra_windows
+
+    if not bundle.catalog.codeword_vectors:
+        raise ValueError("the bundle has no codeword vectors for REG4Rec's path reward: export it again")
+    probe = copy.deepcopy(model)
+    probe.config = replace(probe.config, pars_users=2)
+    data = SequenceDataset(examples, bundle.catalog.sids, probe.vocab, config.max_history)
+    data.to(probe.device)
+    cfg = probe.config
+    windows = msra_windows(examples, cfg.msra_horizon).to(probe.device)
+    inputs = reward_inputs(probe, torch.as_tensor(bundle.catalog.sids), bundle.catalog.codeword_vectors)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=cfg.pars_lr)
+    metrics = pars_step(probe, copy.deepcopy(probe), data, windows, inputs, Rewards(h=cfg.msra_horizon), GrpoConfig(),
+                        optimizer, config, 0)
+    if not all(math.isfinite(v) for v in metrics.values()):
+        raise FloatingPointError(f"a PARS step gave {metrics}")
 
 
 def _read_bundles(runs: list[Run], problems: list[str]) -> dict[Path, Bundle]:

@@ -50,9 +50,20 @@ def tokenizer_config(name: str, overrides: dict[str, Any] | None = None, seed: i
     return config_class(**{**asdict(defaults), **overrides})
 
 
+# Codebook variants that are a tokenizer under other default settings: variant -> (tokenizer, settings).
+# rq_vae_8x300 is REG4Rec's "w/o MPQ": RQ-VAE with MPQ's M = 8 codebooks of D = 300 (REG4Rec §4.3).
+CODEBOOK_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "rq_vae_8x300": ("rq_vae", {"n_levels": 8, "codebook_size": 300}),
+}
+
+
 def build_semantic_ids(name: str, x: np.ndarray, *, collab: np.ndarray | None = None,
                        overrides: dict[str, Any] | None = None, seed: int = 0, n_coarse: int = 16,
                        progress: bool = False) -> SemanticIds:
+    """Fit codebook variant `name` (a tokenizer, or a `CODEBOOK_VARIANTS` entry) on `x` and encode it."""
+    if name in CODEBOOK_VARIANTS:
+        name, defaults = CODEBOOK_VARIANTS[name]
+        overrides = {**defaults, **(overrides or {})}
     config = tokenizer_config(name, overrides, seed)
     _, tokenizer_class = TOKENIZERS[name]
     tokenizer = tokenizer_class(config)

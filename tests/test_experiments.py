@@ -36,17 +36,22 @@ def splits_table(n_users: int = 60, length: int = 6, seed: int = 0) -> tuple[pd.
     """Leave-one-out splits of users walking a fixed successor permutation, and the catalog SIDs."""
     rng = np.random.default_rng(seed)
     sids = np.array(list(itertools.product(*[range(k) for k in SIZES])))[rng.permutation(N_ITEMS)]
-    successor = rng.permutation(N_ITEMS)
+    return successor_splits(rng, N_ITEMS, n_users, length), sids
+
+
+def successor_splits(rng: np.random.Generator, n_items: int, n_users: int, length: int) -> pd.DataFrame:
+    """Leave-one-out splits of users walking one fixed successor permutation of the items."""
+    successor = rng.permutation(n_items)
     rows = []
     for user in range(n_users):
-        seq = [int(rng.integers(N_ITEMS))]
+        seq = [int(rng.integers(n_items))]
         for _ in range(length - 1):
             seq.append(int(successor[seq[-1]]))
         for pos in range(1, length):
             split = "train" if pos < length - 2 else ("valid" if pos == length - 2 else "test")
             rows.append(("loo", split, user, pos, seq[pos], seq[:pos]))
     columns = ["scheme", "split", "user_index", "target_position", "target_item_index", "history"]
-    return pd.DataFrame(rows, columns=columns), sids
+    return pd.DataFrame(rows, columns=columns)
 
 
 def experiment(**overrides) -> Experiment:

@@ -7,7 +7,7 @@ import dagster as dg
 from genrec_assets.defs.partitions import dataset_partitions
 
 # Model groups with their own jobs; the default job leaves them out to stay within minutes on a CPU.
-SEPARATE_GROUPS = ("baselines", "reasoning", "s2gr_ablations", "care_ablations")
+SEPARATE_GROUPS = ("baselines", "reasoning", "s2gr_ablations", "care_ablations", "reg4rec_ablations")
 POPULARITY = dg.AssetSelection.assets("popularity_metrics")
 REPRODUCTION = dg.AssetSelection.assets("reproduction")  # every model job ends by refreshing the comparison
 
@@ -41,7 +41,7 @@ baselines_job = _model_job(
     "on one dataset into `metrics`.")
 reasoning_job = _model_job(
     "reasoning", dg.AssetSelection.groups("reasoning"),
-    "Train and evaluate S²GR and CARE with their papers' defaults on one dataset into `metrics`.")
+    "Train and evaluate S²GR, CARE and REG4Rec with their papers' defaults on one dataset into `metrics`.")
 s2gr_ablations_job = _model_job(
     "s2gr_ablations",
     dg.AssetSelection.groups("s2gr_ablations") | dg.AssetSelection.assets("s2gr_checkpoint", "s2gr_metrics"),
@@ -52,7 +52,13 @@ care_ablations_job = _model_job(
     dg.AssetSelection.groups("care_ablations") | dg.AssetSelection.assets("care_checkpoint", "care_metrics"),
     "CARE on TIGER (RQ-VAE) and LETTER codes and its ablations (w/o reasoning, w/o progressive attention, "
     "w/o diversity loss) on one dataset; `metrics.variant` tells them apart.")
-MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job]
+reg4rec_ablations_job = _model_job(
+    "reg4rec_ablations",
+    dg.AssetSelection.groups("reg4rec_ablations") | dg.AssetSelection.assets("reg4rec_checkpoint", "reg4rec_metrics"),
+    "REG4Rec and its ablations (REG4Rec Table 3: w/o MPQ on an 8 x 300 RQ-VAE, w/o CRSS, w/o PARS, w/o MSRA, "
+    "w/o CORP) on one dataset; `metrics.variant` tells them apart. The θ / h sweeps: set model_settings "
+    "corp_threshold / msra_horizon in the launchpad.")
+MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job, reg4rec_ablations_job]
 
 
 def nightly_datasets() -> list[str]:

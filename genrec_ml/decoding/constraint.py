@@ -107,6 +107,13 @@ class CatalogConstraint:
     def select(self, alive: Tensor, rows: Tensor) -> Tensor:
         return alive[rows]
 
+    def state_keys(self, alive: Tensor) -> Tensor:
+        """(R,) int64 key of each row's set of alive items (see `token_sets.set_hash`)."""
+        from genrec_ml.decoding.token_sets import set_hash
+
+        items = torch.arange(alive.shape[1], device=alive.device).expand_as(alive)
+        return set_hash(alive, items)
+
     def item_ids(self, alive: Tensor) -> Tensor:
         exactly_one = alive.sum(dim=1) == 1
         return torch.where(exactly_one, alive.long().argmax(dim=1), -1)  # (R,)

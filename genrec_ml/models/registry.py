@@ -17,6 +17,7 @@ from genrec_ml.models.care import Care
 from genrec_ml.models.caser import Caser
 from genrec_ml.models.gru4rec import GRU4Rec
 from genrec_ml.models.rearec import ReaRec
+from genrec_ml.models.reg4rec import Reg4Rec
 from genrec_ml.models.s2gr import S2gr
 from genrec_ml.models.sasrec import SASRec
 from genrec_ml.models.tiger import PROFILES as SID_PROFILES
@@ -24,7 +25,7 @@ from genrec_ml.models.tiger import Tiger
 
 # name -> model class; each class has `name` (this key) and `config_class` (its dataclass config)
 MODELS: dict[str, type[nn.Module]] = {
-    cls.name: cls for cls in (Tiger, S2gr, Care, SASRec, GRU4Rec, Caser, BERT4Rec, ReaRec)
+    cls.name: cls for cls in (Tiger, S2gr, Care, Reg4Rec, SASRec, GRU4Rec, Caser, BERT4Rec, ReaRec)
 }
 
 # Item-id models take their architecture from their config defaults (RecBole's, sized for
@@ -54,12 +55,15 @@ def model_config(name: str, profile: str, catalog: dict[str, Any], overrides: di
 
     `catalog` holds what the data decides (`codebook_sizes`, `n_items`, `n_coarse`, ...); each
     entry is used only where the config class has that field. Semantic-ID models start from
-    TIGER's profile (smoke / paper) for the fields they share with it. Unknown override fields
+    TIGER's profile (smoke / cpu / paper) for the fields they share with it, unless the class has
+    `profiles` of its own. Unknown override fields
     are errors that list the known ones.
     """
     config_class = model_class(name).config_class
     known = {f.name for f in fields(config_class)}
-    profiles = ITEM_PROFILES if input_kind(name) == "items" else {k: asdict(v) for k, v in SID_PROFILES.items()}
+    own = getattr(model_class(name), "profiles", None)  # a model with an architecture of its own (REG4Rec)
+    sid_profiles = own if own is not None else SID_PROFILES
+    profiles = ITEM_PROFILES if input_kind(name) == "items" else {k: asdict(v) for k, v in sid_profiles.items()}
     if profile not in profiles:
         raise GenrecConfigError("profile", f"unknown profile {profile!r}; choose from {sorted(profiles)}")
     overrides = dict(overrides or {})

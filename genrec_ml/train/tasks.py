@@ -42,8 +42,10 @@ class SidTask:
 
     def rank(self, model: nn.Module, batch: dict[str, Tensor], k: int) -> Tensor:
         """(B, k) item indices by beam search; -1 where fewer than k SIDs are reachable."""
-        if self.trie is None:
-            self.trie = Trie.from_sids(self.sids, model.vocab.codebook_sizes).to(model.device)
+        if self.trie is None:  # a model that fills positions in any order (REG4Rec) brings its own constraint
+            build = getattr(model, "build_constraint", None)
+            self.trie = (build(self.sids) if build else Trie.from_sids(self.sids, model.vocab.codebook_sizes)
+                         ).to(model.device)
         return model.recommend(batch, self.trie, self.beam_width, k)[0]
 
 

@@ -33,8 +33,9 @@ TINY_CODEBOOKS = {"ops": {
     "coba_rqvae_codebook": {"config": TINY_TRAINED},
     "letter_codebook": {"config": {**TINY_TRAINED, "collab_dim": 8}},
     "mpq_codebook": {"config": TINY_TRAINED},
+    "rq_vae_8x300_codebook": {"config": TINY_TRAINED},
     **{f"{variant}_codebook_icr_above_floor": TINY_ICR_FLOOR
-       for variant in ("rq_kmeans", "rq_vae", "coba_rqvae", "letter", "mpq")},
+       for variant in ("rq_kmeans", "rq_vae", "coba_rqvae", "letter", "mpq", "rq_vae_8x300")},
 }}
 TINY = {"ops": {"raw_data": {"config": {"synthetic_items": 400, "synthetic_users": 300}}}}
 # A model small enough to train for two epochs on the tiny partition in seconds.
@@ -44,9 +45,15 @@ TINY_TRAIN = {"max_epochs": 2, "batch_size": 64, "warmup_steps": 5, "lr": 0.01, 
               "eval_max_examples": 100, "eval_beam_width": 10}
 
 
+# REG4Rec's post-training, a few steps of it
+TINY_PARS = {"pars_steps": 4, "pars_users": 16, "pars_group": 4, "pars_eval_every": 2}
+
+
 def tiny_training(prefix: str, tokenizer: str = "rq_kmeans", model_settings=None) -> dict:
     """Run config of `<prefix>_checkpoint` / `<prefix>_metrics` for a quick run on the tiny partition."""
     settings = TINY_MODEL if model_settings is None else model_settings
+    if prefix.startswith("reg4rec") and model_settings is None:
+        settings = {**settings, **{k: v for k, v in TINY_PARS.items() if prefix != "reg4rec_wo_pars"}}
     return {f"{prefix}_checkpoint": {"config": {"tokenizer": tokenizer, "threads": 1, "model_settings": settings,
                                                 "train_settings": TINY_TRAIN}},
             f"{prefix}_metrics": {"config": {"threads": 1}}}

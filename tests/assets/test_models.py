@@ -139,23 +139,24 @@ def test_seeds_are_separate_evaluations_and_reproduction_tests_methods_against_t
 
 
 def test_every_reasoning_variant_and_baseline_materializes_on_tiny_synthetic(trained_warehouse, tmp_path):
-    from genrec_assets.defs.models.registry import BASELINES, CARE_ABLATIONS, REASONING, S2GR_ABLATIONS
+    from genrec_ml.model_specs import BASELINES, CARE_ABLATIONS, REASONING, REG4REC_ABLATIONS, S2GR_ABLATIONS
     from tests.assets.pipeline import TINY_CODEBOOKS
 
     source, _, _ = trained_warehouse
     path = tmp_path / "warehouse.duckdb"
     shutil.copy(source, path)
     shutil.copytree(source.parent / "artifacts", tmp_path / "artifacts")
-    specs = [*REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *BASELINES]
+    specs = [*REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *BASELINES]
     # the variants whose point is their codes keep them; the rest share the fastest codebook
-    codes = {"s2gr_wo_coba": "rq_vae", "care_letter": "letter"}
+    codes = {"s2gr_wo_coba": "rq_vae", "care_letter": "letter", "reg4rec": "mpq", "reg4rec_wo_mpq": "rq_vae_8x300"}
     item_settings = {"d_model": 16}  # a field every item-id model has
-    ops = {**{k: v for k, v in TINY_CODEBOOKS["ops"].items() if k.split("_codebook")[0] in ("rq_vae", "letter")}}
+    needed = ("rq_vae", "letter", "mpq", "rq_vae_8x300")
+    ops = {**{k: v for k, v in TINY_CODEBOOKS["ops"].items() if k.split("_codebook")[0] in needed}}
     for spec in specs:
         items = spec.tokenizer is None
         ops.update(tiny_training(spec.prefix, tokenizer="" if items else codes.get(spec.prefix, "rq_kmeans"),
                                  model_settings=item_settings if items else None))
-    selection = ["rq_vae_codebook", "letter_codebook",
+    selection = [*[f"{name}_codebook" for name in needed],
                  *[f"{spec.prefix}_{kind}" for spec in specs for kind in ("checkpoint", "metrics")]]
     result = materialize(path, run_config={"ops": ops}, selection=selection, raise_on_error=False)
     failures = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"

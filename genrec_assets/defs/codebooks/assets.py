@@ -24,7 +24,12 @@ VARIANT_INPUTS = {
     "coba_rqvae": "propagated_embeddings",
     "letter": "item_text_embeddings",
     "mpq": "item_text_embeddings",
+    "rq_vae_8x300": "item_text_embeddings",  # REG4Rec's w/o MPQ (genrec_ml.semantic_ids.CODEBOOK_VARIANTS)
 }
+
+
+# Codebooks only an ablation reads sit in its group, so the default job does not fit them.
+VARIANT_GROUPS = {"rq_vae_8x300": "reg4rec_ablations"}
 
 
 class CodebookRunConfig(dg.Config):
@@ -82,7 +87,8 @@ def codebook_asset(variant: str) -> dg.AssetsDefinition:
     source = VARIANT_INPUTS[variant]
     deps = [source, "items"] + (["cooccurrence_edges"] if variant == "letter" else [])
 
-    @dg.asset(name=f"{variant}_codebook", partitions_def=dataset_partitions, group_name=GROUP, deps=deps,
+    @dg.asset(name=f"{variant}_codebook", partitions_def=dataset_partitions,
+              group_name=VARIANT_GROUPS.get(variant, GROUP), deps=deps,
               description=f"{variant} Semantic IDs of every item (from {source}); rows in item_semantic_ids, "
                           f"stats in codebook_utilization, codebook files in the artifacts folder.")
     def _asset(context: dg.AssetExecutionContext, config: CodebookRunConfig, warehouse: Warehouse,

@@ -138,6 +138,10 @@ class MlflowLogger:
         elif event == "eval":
             mlflow.log_metrics({f"valid_{k}".replace("@", "_at_"): float(v) for k, v in payload.items()
                                 if k not in ("step", "epoch")}, step=payload["step"])
+        elif event in ("pars_step", "pars_eval"):  # REG4Rec's post-training: rewards, KL, clipping; validations
+            prefix = "pars_" if event == "pars_step" else "pars_valid_"
+            mlflow.log_metrics({f"{prefix}{k}".replace("@", "_at_"): float(v) for k, v in payload.items()
+                                if k != "step"}, step=payload["step"])
 
 
 def set_threads(threads: int) -> int:
@@ -177,9 +181,27 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             "best_valid": dg.MetadataValue.json({name: {k: float(v) for k, v in t.result.best_metrics.items()}
                                                  for name, (t, _, _) in trained.items()}),
             "training_curve": png_markdown(figure, f"training curve ({first})"),
+            **post_training_metadata(model),
         })
 
     return _asset
+
+
+def post_training_metadata(trained) -> dict:
+    """REG4Rec: PARS reward curves, mean rewards of the last step and the validations before and after."""
+    post = trained.post_training
+    if post is None or not post.history:
+        return {}
+    from genrec_ml.eval.reasoning_paths import plot_rewards
+
+    last = post.history[-1]
+    return {
+        "pars_steps": post.steps, "pars_seconds": round(post.seconds, 1),
+        "pars_rewards_last_step": dg.MetadataValue.json({k: round(v, 4) for k, v in last.items()
+                                                         if k.startswith("reward_")}),
+        "pars_validations": dg.MetadataValue.md(pd.DataFrame(post.evaluations).round(4).to_markdown(index=False)),
+        "pars_reward_curve": png_markdown(plot_rewards(post.history), "PARS reward curves"),
+    }
 
 
 def train_one(spec: ModelSpec, dataset: str, experiment: Experiment, splits: pd.DataFrame, catalog: Catalog,
@@ -276,6 +298,12 @@ def evaluation_metadata(evaluation: Evaluation) -> dict:
         metadata["popularity_amplification_per_level"] = dg.MetadataValue.json(
             [None if np.isnan(x) else round(float(x), 4) for x in bias.amplification])
         metadata["token_bias"] = png_markdown(plot_token_bias(bias), "token popularity bias")
+    if evaluation.search is not None and evaluation.search.step_positions is not None:
+        from genrec_ml.eval.reasoning_paths import plot_step_orders
+
+        metadata["corp_pruned_share"] = round(evaluation.search.pruned_share, 4)
+        metadata["crss_step_order"] = png_markdown(plot_step_orders(evaluation.search.step_positions.numpy()),
+                                                   "CRSS step orders")
     if evaluation.thinking is not None:
         from genrec_ml.eval.thinking import plot_thinking, thinking_agreement
 

@@ -1,0 +1,189 @@
+"""PARS (REG4Rec §3.4.2): GRPO post-training of a pre-trained REG4Rec, with MSRA's rewards (§3.4.3).
+
+One step:
+
+1. draw `pars_users` training examples (a pure function of (seed, step), so a resumed run draws the
+   same ones and the same paths);
+2. sample G = `pars_group` paths per user from the current policy (`Reg4Rec.sample_paths`): this
+   policy is π_old of eq. 9, since each batch of samples is used for one update (TRL's default
+   num_iterations = 1; the ratio is then 1 at the update, its gradient is not);
+3. score each path with the four rewards against the user's next h training targets (MSRA window,
+   `genrec_ml.rl.rewards`; h = 1 is "w/o MSRA"), total = their sum;
+4. group-normalised advantages (eq. 8), the clipped path-ratio objective (eq. 9) and the KL to the
+   frozen pre-trained model (`genrec_ml.rl.grpo`), one AdamW step.
+
+The policy's log-probability of a path is the sum over its M steps of log p_k(c), the chosen
+codebook's log-softmax at its code; the sampling's 1/#open factor is the same for every policy and
+cancels in ratios and KL. Dropout is off (as TRL does), the policy and the reference see the same
+network. Validation (the valid split's first `eval_max_examples`, CRSS beam search) runs before the
+first step and every `pars_eval_every` steps; the best validated weights are kept (the pre-trained
+ones when no step beats them). `last.pt` in the work folder resumes an interrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from genrec_ml.data.sequences import SequenceDataset
+from genrec_ml.eval import evaluate
+from genrec_ml.rl.grpo import GrpoConfig, group_advantages, grpo_loss
+from genrec_ml.rl.rewards import Rewards, msra_windows
+from genrec_ml.train.checkpoint import model_payload, read_checkpoint, restore_rng_states, rng_states, save_atomic
+from genrec_ml.train.config import TrainConfig
+from genrec_ml.train.loop import Callback, rank_split
+from genrec_ml.train.tasks import SidTask
+
+LAST = "last.pt"
+COMPONENTS = ("step", "category", "consistency", "path", "total")
+
+
+@dataclass
+class ParsResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # per step: mean rewards, loss, kl, clipping
+    evaluations: list[dict[str, float]] = field(default_factory=list)  # validations, step 0 = pre-trained
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RewardInputs:
+    """What the rewards read of the catalog, on the training device."""
+
+    item_tokens: Tensor  # (N, M) token ids of each item's M codebook tokens
+    item_categories: Tensor  # (N,)
+    token_vectors: Tensor  # (V, d) codeword vector of each token id (0 for non-code tokens)
+    item_vectors: Tensor  # (N, d) sum of each item's M codewords
+
+
+def reward_inputs(model, sids: Tensor, codeword_vectors: list[np.ndarray]) -> RewardInputs:
+    m = model.n_sets
+    if len(codeword_vectors) < m:
+        raise ValueError(f"{len(codeword_vectors)} codebooks of codeword vectors for a model of {m} codebooks")
+    vocab, device = model.vocab, model.device
+    dim = codeword_vectors[0].shape[1]
+    token_vectors = torch.zeros(vocab.size, dim, device=device)
+    for level in range(m):
+        vectors = torch.as_tensor(np.asarray(codeword_vectors[level]), dtype=torch.float32, device=device)
+        token_vectors[vocab.level_slice(level)][: len(vectors)] = vectors
+    item_tokens = vocab.code_tokens(torch.as_tensor(sids, device=device))[:, :m]  # (N, M)
+    return RewardInputs(item_tokens, model.item_categories, token_vectors, token_vectors[item_tokens].sum(dim=1))
+
+
+def path_log_probs(model, batch: dict[str, Tensor], order: Tensor, codes: Tensor, group: int
+                   ) -> tuple[Tensor, Tensor]:
+    """Teacher-forced `(token log-probs (P, M), category probabilities (P, M, G))` of sampled paths."""
+    memory = model.encode(batch["input_ids"], batch["attention_mask"]).repeat_interleave(group, dim=0)
+    mask = batch["attention_mask"].repeat_interleave(group, dim=0)
+    logits, category_logits = model.path_outputs(memory, mask, order, codes)  # (P, M, K_max), (P, M, G)
+    token = logits.float().log_softmax(dim=-1).gather(2, codes[..., None])[..., 0]
+    return token, category_logits.float().softmax(dim=-1)
+
+
+def post_train(model, train_examples: pd.DataFrame, valid_examples: pd.DataFrame, sids, codeword_vectors,
+               config: TrainConfig, workdir: str | Path, callback: Callback | None = None) -> ParsResult:
+    """PARS on `model` (a pre-trained `Reg4Rec`) in place; returns with the best validated weights loaded."""
+    cfg, workdir = model.config, Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    sids = torch.as_tensor(np.asarray(sids), dtype=torch.long)
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    data = SequenceDataset(train_examples, sids, model.vocab, config.max_history)
+    data.to(model.device)
+    windows = msra_windows(train_examples, cfg.msra_horizon).to(model.device)  # (N_train, h), training targets only
+    inputs = reward_inputs(model, sids, codeword_vectors)
+    rewards = Rewards(h=cfg.msra_horizon, w=cfg.msra_decay, top_n=cfg.path_top_n, max_errors=cfg.path_max_errors)
+    grpo = GrpoConfig(epsilon=cfg.pars_epsilon, kl_beta=cfg.pars_kl_beta)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.pars_lr, weight_decay=0.0)
+    valid = valid_examples.iloc[: config.eval_max_examples] if config.eval_max_examples else valid_examples
+    task = SidTask(sids, beam_width=config.eval_beam_width)
+    result, best_state = ParsResult(), None
+    if (workdir / LAST).is_file():
+        best_state = _resume(workdir / LAST, model, optimizer, result)
+    started = time.perf_counter() - result.seconds
+    if not result.evaluations:
+        best_state = _validate(model, valid, task, config, result, 0, best_state, callback)
+    for step in range(result.steps, cfg.pars_steps):
+        metrics = pars_step(model, reference, data, windows, inputs, rewards, grpo, optimizer, config, step)
+        result.history.append(metrics)
+        result.steps = step + 1
+        if callback:
+            callback("pars_step", metrics)
+        if result.steps % cfg.pars_eval_every == 0 or result.steps == cfg.pars_steps:
+            best_state = _validate(model, valid, task, config, result, result.steps, best_state, callback)
+            result.seconds = time.perf_counter() - started
+            _save(workdir / LAST, model, optimizer, result, best_state)
+    result.seconds = time.perf_counter() - started
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return result
+
+
+def pars_step(model, reference, data: SequenceDataset, windows: Tensor, inputs: RewardInputs, rewards: Rewards,
+              grpo: GrpoConfig, optimizer, config: TrainConfig, step: int) -> dict[str, float]:
+    """One GRPO update on `pars_users` users x `pars_group` paths; returns the step's means."""
+    cfg = model.config
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    index = torch.randint(len(data), (cfg.pars_users,), generator=generator)  # (U,)
+    torch.manual_seed(config.seed * 1_000_003 + step)  # the sampling stream, also a function of (seed, step)
+    batch = data.batch(index.numpy())
+    model.eval()
+    order, codes = model.sample_paths(batch, cfg.pars_group)  # (P, M) each, user-major
+    with torch.no_grad():
+        old, category = path_log_probs(model, batch, order, codes, cfg.pars_group)
+        ref, _ = path_log_probs(reference, batch, order, codes, cfg.pars_group)
+        window = windows[index.to(windows.device)].repeat_interleave(cfg.pars_group, dim=0)  # (P, h)
+        seen = window.clamp(min=0)
+        parts = rewards.components(model.position_tokens(order, codes), category, inputs.item_tokens[seen], window,
+                                   inputs.item_categories[seen], inputs.token_vectors, inputs.item_vectors)
+        advantages = group_advantages(parts["total"].view(cfg.pars_users, cfg.pars_group))  # (U, G)
+    new, _ = path_log_probs(model, batch, order, codes, cfg.pars_group)
+    shape = (cfg.pars_users, cfg.pars_group, order.shape[1])
+    loss, stats = grpo_loss(new.view(shape), old.view(shape), ref.view(shape), advantages,
+                            torch.ones(shape, dtype=torch.bool, device=new.device), grpo)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    out = {"step": step + 1, "loss": float(loss.detach())}
+    out |= {f"reward_{name}": float(parts[name].mean()) for name in COMPONENTS}
+    out |= {name: float(value) for name, value in stats.items()}
+    return out
+
+
+def _validate(model, valid: pd.DataFrame, task: SidTask, config: TrainConfig, result: ParsResult, step: int,
+              best_state, callback) -> dict[str, Tensor] | None:
+    top, targets = rank_split(model, valid, k=max(config.eval_ks), batch_size=config.eval_batch_size,
+                              max_history=config.max_history, task=task)
+    record = {"step": step, **evaluate(top, targets, config.eval_ks)}
+    result.evaluations.append(record)
+    if callback:
+        callback("pars_eval", record)
+    if not result.best_metrics or record[config.monitor] > result.best_metrics[config.monitor]:
+        result.best_metrics = record
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return best_state
+
+
+def _save(path: Path, model, optimizer, result: ParsResult, best_state) -> None:
+    save_atomic({**model_payload(model), "optimizer": optimizer.state_dict(), "rng": rng_states(),
+                 "result": asdict(result), "best_state": best_state}, path)
+
+
+def _resume(path: Path, model, optimizer, result: ParsResult) -> dict[str, Any] | None:
+    stored = read_checkpoint(path, map_location=model.device)
+    model.load_state_dict(stored["model_state"])
+    optimizer.load_state_dict(stored["optimizer"])
+    restore_rng_states(stored["rng"])
+    for key, value in stored["result"].items():
+        setattr(result, key, value)
+    return stored["best_state"]
