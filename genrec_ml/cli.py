@@ -75,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--bundle", required=True, type=Path)
     train.add_argument("--workdir", required=True, type=Path, help="checkpoints, run.json and metrics.csv")
     train.add_argument("--model", default="tiger",
-                       help="tiger, s2gr, care, sasrec, gru4rec, caser, bert4rec, rearec")
+                       help="tiger, s2gr, care, reg4rec, sasrec, gru4rec, caser, bert4rec, rearec")
     train.add_argument("--variant", default="default", help="label of the metrics rows")
     train.add_argument("--profile", default="smoke",
                        help="smoke (minutes on a CPU), cpu (<= 45 min on one core) or paper")

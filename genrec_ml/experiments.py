@@ -255,8 +255,9 @@ def _post_train(model, result: TrainResult, examples: dict[str, pd.DataFrame], c
         raise GenrecConfigError("codeword_vectors", f"{model.name}'s path reward needs the codebook's codeword "
                                 "vectors: load the catalog from a codebook with tokenizer.pt (export the bundle again)")
     model.load_state_dict(read_checkpoint(result.best_checkpoint_path, map_location=model.device)["model_state"])
+    left = None if config.max_train_seconds is None else max(config.max_train_seconds - result.seconds, 0.0)
     return post_train(model, examples["train"], examples["valid"], catalog.sids, catalog.codeword_vectors, config,
-                      training / "pars", callback)
+                      training / "pars", callback, seconds_left=left)
 
 
 def evaluate_experiment(

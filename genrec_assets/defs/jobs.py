@@ -54,7 +54,8 @@ care_ablations_job = _model_job(
     "w/o diversity loss) on one dataset; `metrics.variant` tells them apart.")
 reg4rec_ablations_job = _model_job(
     "reg4rec_ablations",
-    dg.AssetSelection.groups("reg4rec_ablations") | dg.AssetSelection.assets("reg4rec_checkpoint", "reg4rec_metrics"),
+    dg.AssetSelection.groups("reg4rec_ablations")
+    | dg.AssetSelection.assets("mpq_codebook", "reg4rec_checkpoint", "reg4rec_metrics"),
     "REG4Rec and its ablations (REG4Rec Table 3: w/o MPQ on an 8 x 300 RQ-VAE, w/o CRSS, w/o PARS, w/o MSRA, "
     "w/o CORP) on one dataset; `metrics.variant` tells them apart. The θ / h sweeps: set model_settings "
     "corp_threshold / msra_horizon in the launchpad.")

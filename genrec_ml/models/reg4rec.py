@@ -75,6 +75,10 @@ class Reg4RecConfig(TigerConfig):
     msra_decay: float = 0.8  # w
     path_top_n: int = 10  # N of the global path reward's retrieval (paper silent: R@10's cut-off)
     path_max_errors: int = 2  # d: wrong tokens the path reward tolerates (paper silent)
+    # LADQ (§3.4.4, genrec_ml.train.ladq) during PARS: per-layer fp32 / bf16 / fp8 matmuls, re-decided
+    ladq: bool = False
+    ladq_every: int = 50  # PARS steps between decisions
+    ladq_budget: float = 1e-3  # summed second-order loss increase the low formats may cost
 
     def __post_init__(self):
         super().__post_init__()

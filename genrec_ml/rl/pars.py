@@ -39,6 +39,7 @@ from genrec_ml.rl.grpo import GrpoConfig, group_advantages, grpo_loss
 from genrec_ml.rl.rewards import Rewards, msra_windows
 from genrec_ml.train.checkpoint import model_payload, read_checkpoint, restore_rng_states, rng_states, save_atomic
 from genrec_ml.train.config import TrainConfig
+from genrec_ml.train.ladq import LadqConfig, LadqController, apply_precisions
 from genrec_ml.train.loop import Callback, rank_split
 from genrec_ml.train.tasks import SidTask
 
@@ -90,8 +91,13 @@ def path_log_probs(model, batch: dict[str, Tensor], order: Tensor, codes: Tensor
 
 
 def post_train(model, train_examples: pd.DataFrame, valid_examples: pd.DataFrame, sids, codeword_vectors,
-               config: TrainConfig, workdir: str | Path, callback: Callback | None = None) -> ParsResult:
-    """PARS on `model` (a pre-trained `Reg4Rec`) in place; returns with the best validated weights loaded."""
+               config: TrainConfig, workdir: str | Path, callback: Callback | None = None,
+               seconds_left: float | None = None) -> ParsResult:
+    """PARS on `model` (a pre-trained `Reg4Rec`) in place; returns with the best validated weights loaded.
+
+    `seconds_left`: what `max_train_seconds` leaves after pre-training; PARS then validates and stops
+    when its own time passes it (the run records the steps taken).
+    """
     cfg, workdir = model.config, Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     sids = torch.as_tensor(np.asarray(sids), dtype=torch.long)
@@ -111,20 +117,40 @@ def post_train(model, train_examples: pd.DataFrame, valid_examples: pd.DataFrame
     started = time.perf_counter() - result.seconds
     if not result.evaluations:
         best_state = _validate(model, valid, task, config, result, 0, best_state, callback)
+    ladq = _ladq(model, data, config) if cfg.ladq else None
     for step in range(result.steps, cfg.pars_steps):
+        if ladq is not None:
+            ladq.maybe_update(step, ladq.loss_fn, force=step == result.steps)
         metrics = pars_step(model, reference, data, windows, inputs, rewards, grpo, optimizer, config, step)
+        if ladq is not None:
+            metrics |= {f"ladq_{p}_layers": n for p, n in ladq.summary().items()}
         result.history.append(metrics)
         result.steps = step + 1
         if callback:
             callback("pars_step", metrics)
-        if result.steps % cfg.pars_eval_every == 0 or result.steps == cfg.pars_steps:
+        out_of_time = seconds_left is not None and time.perf_counter() - started > seconds_left
+        if result.steps % cfg.pars_eval_every == 0 or result.steps == cfg.pars_steps or out_of_time:
             best_state = _validate(model, valid, task, config, result, result.steps, best_state, callback)
             result.seconds = time.perf_counter() - started
             _save(workdir / LAST, model, optimizer, result, best_state)
+        if out_of_time:
+            break
     result.seconds = time.perf_counter() - started
+    if ladq is not None:
+        apply_precisions(ladq.layers, {})  # the kept model runs in fp32
     if best_state is not None:
         model.load_state_dict(best_state)
     return result
+
+
+def _ladq(model, data: SequenceDataset, config: TrainConfig) -> LadqController:
+    """LADQ over the model's linear layers; sensitivities from the pre-training loss on a fixed batch."""
+    cfg = model.config
+    controller = LadqController(model, LadqConfig(every=cfg.ladq_every, loss_budget=cfg.ladq_budget), model.device,
+                                seed=config.seed)
+    probe = data.batch(np.arange(min(len(data), config.batch_size)))
+    controller.loss_fn = lambda: model(probe)[1]
+    return controller
 
 
 def pars_step(model, reference, data: SequenceDataset, windows: Tensor, inputs: RewardInputs, rewards: Rewards,

@@ -172,3 +172,22 @@ def test_a_few_pars_steps_raise_the_mean_reward():
     means = [pars_step(model, reference, data, windows, inputs, Rewards(), GrpoConfig(kl_beta=0.0), optimizer, config,
                        step)["reward_total"] for step in range(40)]
     assert np.mean(means[-10:]) > np.mean(means[:10]) + 0.1
+
+
+def test_pars_with_ladq_reports_each_steps_layer_formats(tmp_path):
+    splits, catalog = set_splits()
+    events = []
+    train_experiment(reg4rec_experiment(pars_steps=2, pars_eval_every=2, ladq=True, ladq_every=1), splits, catalog,
+                     tmp_path, callback=lambda e, p: events.append((e, p)))
+    steps = [p for e, p in events if e == "pars_step"]
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in tiny_reg4rec(12).modules())
+    assert len(steps) == 2 and all(s["ladq_fp32_layers"] + s["ladq_bf16_layers"] == n_linear for s in steps)
+
+
+def test_a_wall_clock_cap_also_stops_pars(tmp_path):
+    splits, catalog = set_splits()
+    experiment = reg4rec_experiment(pars_steps=50)
+    capped = Experiment(**{**experiment.__dict__, "train_overrides": {**experiment.train_overrides,
+                                                                      "max_train_seconds": 0.01}})
+    trained = train_experiment(capped, splits, catalog, tmp_path)
+    assert trained.post_training.steps == 1 and len(trained.post_training.evaluations) == 2
