@@ -21,11 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genrec_ml.data.sequences import SequenceDataset
 from genrec_ml.models.registry import build_model, model_config
-from genrec_ml.rl.grpo import GrpoConfig
-from genrec_ml.rl.pars import pars_step, reward_inputs
-from genrec_ml.rl.rewards import Rewards, msra_windows
+from genrec_ml.rl.pars import pars_context, pars_step
 from genrec_ml.train.config import train_config
 from genrec_ml.train.ladq import LadqConfig, LadqController, apply_precisions, available_precisions
 
@@ -50,10 +47,7 @@ def main() -> None:
     model.set_item_categories(torch.as_tensor(rng.integers(0, 400, n)))
     train = pd.DataFrame({"user_index": np.arange(4096), "target_position": 20, "target_item_index":
                           rng.integers(0, n, 4096), "history": list(rng.integers(0, n, (4096, 20)))})
-    data = SequenceDataset(train, sids, model.vocab, 20)
-    data.to(device)
-    windows = msra_windows(train, config.msra_horizon).to(device)
-    inputs = reward_inputs(model, torch.as_tensor(sids), [rng.normal(size=(300, 32)).astype(np.float32)] * 8)
+    context = pars_context(model, train, sids, [rng.normal(size=(300, 32)).astype(np.float32)] * 8, 20)
     settings = train_config(args.profile, "sids")
     formats = available_precisions(device)
     print(f"profile {args.profile}, device {device}, formats here: {formats}, "
@@ -66,14 +60,13 @@ def main() -> None:
         controller = None
         if mode == "ladq":
             controller = LadqController(policy, LadqConfig(every=10**9), device)
-            probe = data.batch(np.arange(256))
+            probe = context.data.batch(np.arange(256))
             policy(probe)  # input shapes for the timing
             controller.maybe_update(0, partial(lambda m, b: m(b)[1], policy, probe), force=True)
         else:
             layers = {k: m for k, m in policy.named_modules() if isinstance(m, torch.nn.Linear)}
             apply_precisions(layers, {k: mode for k in layers})
-        step = partial(pars_step, policy, reference, data, windows, inputs, Rewards(h=config.msra_horizon),
-                       GrpoConfig(), optimizer, settings)
+        step = partial(pars_step, policy, reference, context, optimizer, settings)
         step(0)  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()

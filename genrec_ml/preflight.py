@@ -123,23 +123,15 @@ def post_training_check(model, examples, bundle: Bundle, config: TrainConfig) ->
     import copy
     from dataclasses import replace
 
-    from genrec_ml.data.sequences import SequenceDataset
-    from genrec_ml.rl.grpo import GrpoConfig
-    from genrec_ml.rl.pars import pars_step, reward_inputs
-    from genrec_ml.rl.rewards import Rewards, msra_windows
+    from genrec_ml.rl.pars import pars_context, pars_step
 
     if not bundle.catalog.codeword_vectors:
         raise ValueError("the bundle has no codeword vectors for REG4Rec's path reward: export it again")
     probe = copy.deepcopy(model)
     probe.config = replace(probe.config, pars_users=2)
-    data = SequenceDataset(examples, bundle.catalog.sids, probe.vocab, config.max_history)
-    data.to(probe.device)
-    cfg = probe.config
-    windows = msra_windows(examples, cfg.msra_horizon).to(probe.device)
-    inputs = reward_inputs(probe, torch.as_tensor(bundle.catalog.sids), bundle.catalog.codeword_vectors)
-    optimizer = torch.optim.AdamW(probe.parameters(), lr=cfg.pars_lr)
-    metrics = pars_step(probe, copy.deepcopy(probe), data, windows, inputs, Rewards(h=cfg.msra_horizon), GrpoConfig(),
-                        optimizer, config, 0)
+    context = pars_context(probe, examples, bundle.catalog.sids, bundle.catalog.codeword_vectors, config.max_history)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=probe.config.pars_lr)
+    metrics = pars_step(probe, copy.deepcopy(probe), context, optimizer, config, 0)
     if not all(math.isfinite(v) for v in metrics.values()):
         raise FloatingPointError(f"a PARS step gave {metrics}")
 

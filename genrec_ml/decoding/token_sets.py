@@ -12,6 +12,7 @@ of O(R * N) (tested equal to the reference).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -125,6 +126,8 @@ def set_hash(member: Tensor, items: Tensor) -> Tensor:
     return torch.where(member, words[items], 0).sum(dim=1)
 
 
+@lru_cache(maxsize=8)
 def _item_words(n: int, device: torch.device) -> Tensor:
+    """The same words for every call with (n, device): drawn once, not at every search step."""
     generator = torch.Generator().manual_seed(_HASH_SEED)
     return torch.randint(0, 2**62, (n,), generator=generator, dtype=torch.int64).to(device)

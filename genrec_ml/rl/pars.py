@@ -80,6 +80,29 @@ def reward_inputs(model, sids: Tensor, codeword_vectors: list[np.ndarray]) -> Re
     return RewardInputs(item_tokens, model.item_categories, token_vectors, token_vectors[item_tokens].sum(dim=1))
 
 
+@dataclass
+class ParsContext:
+    """Everything a PARS step reads besides the model: examples, MSRA windows, reward inputs, settings."""
+
+    data: SequenceDataset  # training examples on the model's device
+    windows: Tensor  # (N_train, h) the next h training targets of each example (MISSING past the end)
+    inputs: RewardInputs
+    rewards: Rewards
+    grpo: GrpoConfig
+
+
+def pars_context(model, train_examples: pd.DataFrame, sids, codeword_vectors, max_history: int | None) -> ParsContext:
+    """A PARS context with the model config's reward and GRPO settings."""
+    cfg = model.config
+    sids = torch.as_tensor(np.asarray(sids), dtype=torch.long)
+    data = SequenceDataset(train_examples, sids, model.vocab, max_history)
+    data.to(model.device)
+    windows = msra_windows(train_examples, cfg.msra_horizon).to(model.device)  # training targets only
+    rewards = Rewards(h=cfg.msra_horizon, w=cfg.msra_decay, top_n=cfg.path_top_n, max_errors=cfg.path_max_errors)
+    return ParsContext(data, windows, reward_inputs(model, sids, codeword_vectors), rewards,
+                       GrpoConfig(epsilon=cfg.pars_epsilon, kl_beta=cfg.pars_kl_beta))
+
+
 def path_log_probs(model, batch: dict[str, Tensor], order: Tensor, codes: Tensor, group: int
                    ) -> tuple[Tensor, Tensor]:
     """Teacher-forced `(token log-probs (P, M), category probabilities (P, M, G))` of sampled paths."""
@@ -102,12 +125,7 @@ def post_train(model, train_examples: pd.DataFrame, valid_examples: pd.DataFrame
     workdir.mkdir(parents=True, exist_ok=True)
     sids = torch.as_tensor(np.asarray(sids), dtype=torch.long)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
-    data = SequenceDataset(train_examples, sids, model.vocab, config.max_history)
-    data.to(model.device)
-    windows = msra_windows(train_examples, cfg.msra_horizon).to(model.device)  # (N_train, h), training targets only
-    inputs = reward_inputs(model, sids, codeword_vectors)
-    rewards = Rewards(h=cfg.msra_horizon, w=cfg.msra_decay, top_n=cfg.path_top_n, max_errors=cfg.path_max_errors)
-    grpo = GrpoConfig(epsilon=cfg.pars_epsilon, kl_beta=cfg.pars_kl_beta)
+    context = pars_context(model, train_examples, sids, codeword_vectors, config.max_history)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.pars_lr, weight_decay=0.0)
     valid = valid_examples.iloc[: config.eval_max_examples] if config.eval_max_examples else valid_examples
     task = SidTask(sids, beam_width=config.eval_beam_width)
@@ -117,11 +135,11 @@ def post_train(model, train_examples: pd.DataFrame, valid_examples: pd.DataFrame
     started = time.perf_counter() - result.seconds
     if not result.evaluations:
         best_state = _validate(model, valid, task, config, result, 0, best_state, callback)
-    ladq = _ladq(model, data, config) if cfg.ladq else None
+    ladq = _ladq(model, context.data, config) if cfg.ladq else None
     for step in range(result.steps, cfg.pars_steps):
         if ladq is not None:
             ladq.maybe_update(step, ladq.loss_fn, force=step == result.steps)
-        metrics = pars_step(model, reference, data, windows, inputs, rewards, grpo, optimizer, config, step)
+        metrics = pars_step(model, reference, context, optimizer, config, step)
         if ladq is not None:
             metrics |= {f"ladq_{p}_layers": n for p, n in ladq.summary().items()}
         result.history.append(metrics)
@@ -153,28 +171,30 @@ def _ladq(model, data: SequenceDataset, config: TrainConfig) -> LadqController:
     return controller
 
 
-def pars_step(model, reference, data: SequenceDataset, windows: Tensor, inputs: RewardInputs, rewards: Rewards,
-              grpo: GrpoConfig, optimizer, config: TrainConfig, step: int) -> dict[str, float]:
+def pars_step(model, reference, context: ParsContext, optimizer, config: TrainConfig, step: int) -> dict[str, float]:
     """One GRPO update on `pars_users` users x `pars_group` paths; returns the step's means."""
     cfg = model.config
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-    index = torch.randint(len(data), (cfg.pars_users,), generator=generator)  # (U,)
+    index = torch.randint(len(context.data), (cfg.pars_users,), generator=generator)  # (U,)
     torch.manual_seed(config.seed * 1_000_003 + step)  # the sampling stream, also a function of (seed, step)
-    batch = data.batch(index.numpy())
+    batch = context.data.batch(index.numpy())
     model.eval()
     order, codes = model.sample_paths(batch, cfg.pars_group)  # (P, M) each, user-major
+    # One update per batch of samples: π_old is the policy as it is now (dropout off), so its
+    # log-probs are this pass's values, detached, and the policy runs once
+    new, category = path_log_probs(model, batch, order, codes, cfg.pars_group)
     with torch.no_grad():
-        old, category = path_log_probs(model, batch, order, codes, cfg.pars_group)
         ref, _ = path_log_probs(reference, batch, order, codes, cfg.pars_group)
-        window = windows[index.to(windows.device)].repeat_interleave(cfg.pars_group, dim=0)  # (P, h)
+        window = context.windows[index.to(context.windows.device)].repeat_interleave(cfg.pars_group, dim=0)  # (P, h)
         seen = window.clamp(min=0)
-        parts = rewards.components(model.position_tokens(order, codes), category, inputs.item_tokens[seen], window,
-                                   inputs.item_categories[seen], inputs.token_vectors, inputs.item_vectors)
+        inputs = context.inputs
+        parts = context.rewards.components(model.position_tokens(order, codes), category.detach(),
+                                           inputs.item_tokens[seen], window, inputs.item_categories[seen],
+                                           inputs.token_vectors, inputs.item_vectors)
         advantages = group_advantages(parts["total"].view(cfg.pars_users, cfg.pars_group))  # (U, G)
-    new, _ = path_log_probs(model, batch, order, codes, cfg.pars_group)
     shape = (cfg.pars_users, cfg.pars_group, order.shape[1])
-    loss, stats = grpo_loss(new.view(shape), old.view(shape), ref.view(shape), advantages,
-                            torch.ones(shape, dtype=torch.bool, device=new.device), grpo)
+    loss, stats = grpo_loss(new.view(shape), new.detach().view(shape), ref.view(shape), advantages,
+                            torch.ones(shape, dtype=torch.bool, device=new.device), context.grpo)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if config.grad_clip:

@@ -2,12 +2,12 @@
 
 import copy
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from genrec_ml.data.sequences import SequenceDataset
 from genrec_ml.experiments import (
     Catalog,
     Experiment,
@@ -20,8 +20,8 @@ from genrec_ml.experiments import (
 from genrec_ml.models.reg4rec import Reg4Rec, Reg4RecConfig
 from genrec_ml.models.registry import model_config
 from genrec_ml.rl.grpo import GrpoConfig
-from genrec_ml.rl.pars import pars_step, path_log_probs, reward_inputs
-from genrec_ml.rl.rewards import Rewards, msra_windows
+from genrec_ml.rl.pars import pars_context, pars_step, path_log_probs
+from genrec_ml.rl.rewards import Rewards
 from tests.models.tiny_sets import batch, tiny_reg4rec
 from tests.test_experiments import successor_splits
 
@@ -163,14 +163,12 @@ def test_a_few_pars_steps_raise_the_mean_reward():
     experiment = reg4rec_experiment(pars_steps=0, pars_users=16, pars_group=8)
     model = build_experiment_model(experiment, catalog)
     examples = split_examples(splits, "loo")
-    data = SequenceDataset(examples["train"], catalog.sids, model.vocab, 20)
-    windows = msra_windows(examples["train"], 3)
-    inputs = reward_inputs(model, torch.as_tensor(catalog.sids), catalog.codeword_vectors)
+    context = pars_context(model, examples["train"], catalog.sids, catalog.codeword_vectors, 20)
+    context = replace(context, rewards=Rewards(), grpo=GrpoConfig(kl_beta=0.0))
     reference = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     config = experiment.train_config()
-    means = [pars_step(model, reference, data, windows, inputs, Rewards(), GrpoConfig(kl_beta=0.0), optimizer, config,
-                       step)["reward_total"] for step in range(40)]
+    means = [pars_step(model, reference, context, optimizer, config, step)["reward_total"] for step in range(40)]
     assert np.mean(means[-10:]) > np.mean(means[:10]) + 0.1
 
 
