@@ -25,10 +25,18 @@ recombining; if recombination leaves fewer, fewer beams go on.
 
 CORP (§3.5): the model also gives a category distribution p̃_j at every step (`Stepper.step`). Every
 `every`-th step a beam is checked: JS(p̃_j ‖ p̃_{j-every}) > threshold (natural log, as the reward's
-JS) ends the path. Pruned beams are replaced by the next candidates of the previous step: the
-search carries W spare beams (run through the decoder, expanded only when needed), so beams stay
-full wherever consistent paths exist (the paper's roll-back). The paper leaves s open; every = 1
-checks consecutive steps, eq. 13's pairs.
+JS) ends the path, and the search "rolls back to an earlier step for regeneration": the next
+candidates take its place. Candidates are ranked consistent first (by score), so a pruned path
+survives only where fewer consistent candidates than beams exist, and then below every consistent
+one, in the beams and in the returned list. Late in a search each beam's prefix already names one
+item, so a pruned beam has no consistent sibling; dropping it outright (as a first version did)
+emptied the beams (3.6 of 10 results per user on amazon-beauty). Keeping it as the last resort
+means the search returns as many items as without CORP and puts the paths that failed the check
+after the ones that passed; the paper only says the path ends and regenerates, so this is our
+reading for a fixed-width beam. The search carries W spare beams (run through the decoder,
+expanded only when needed) to have consistent replacements at hand. The paper leaves s open;
+every = 1 checks consecutive steps, eq. 13's pairs. The returned `log_probs` are each path's
+score; with CORP they fall within the consistent results and within the pruned ones.
 
 `dynamic=False` is "w/o CRSS": positions are filled in the fixed order 0, 1, ..., L-1 (the search is
 then ordinary left-to-right beam search, and the reference of its tests).
@@ -77,8 +85,8 @@ class Corp:
 class SearchStats:
     """What CORP did over one or more searches."""
 
-    checked: int = 0  # live beams whose consistency was checked
-    pruned: int = 0  # of those, paths CORP ended
+    checked: int = 0  # live consistent beams whose consistency was checked
+    pruned: int = 0  # of those, paths that failed the check (ended; kept only as the last resort)
     step_positions: Tensor | None = None  # (L, L) top-1 paths that filled position p at step j
 
     @property
@@ -123,63 +131,79 @@ def crss_beam_search(stepper: SetStepper, constraint: Constraint, batch_size: in
     scores = torch.zeros(batch_size, 1)  # (B, w) per-user beams
     filled = torch.full((batch_size, n_levels), -1, dtype=torch.long)  # (R, L) code per position, -1 open
     orders = torch.zeros(batch_size, 0, dtype=torch.long)  # (R, j) position filled at each step
+    flagged = torch.zeros(batch_size, 1, dtype=torch.bool)  # (B, w) paths CORP ended (kept as last resort)
     cstate, history, last = constraint.root(batch_size), [], (None, None)
     for step in range(n_levels):
         log_probs, category, state = stepper.step(state, *last)  # (R, L, K_max), (R, G) | None
         device = log_probs.device
-        scores, filled, orders = scores.to(device), filled.to(device), orders.to(device)
+        scores, flagged = scores.to(device), flagged.to(device)
+        filled, orders = filled.to(device), orders.to(device)
         if corp is not None and category is not None:
             history.append(category.float())
             if step >= corp.every and step % corp.every == 0:
-                scores = _prune(scores, js_divergence_log(history[-1], history[-1 - corp.every]), corp, stats)
+                flagged = _check(scores, flagged, js_divergence_log(history[-1], history[-1 - corp.every]), corp,
+                                 stats)
         # W beams, plus W spare ones until the last step: they replace beams CORP prunes and fill in
         # when recombination leaves the beams' continuations fewer than W distinct candidates
         keep = beam_width * (2 if step < n_levels - 1 else 1)
         recombine = dynamic and step < n_free
         n_take = keep * (min(step + 1, n_free) if recombine else 1)
-        first = _first_beams(scores, beam_width)
+        first = _first_beams(scores, flagged, beam_width)
         spare = ~first & torch.isfinite(scores)
         expand = partial(_expand, log_probs=log_probs.float(), filled=filled, constraint=constraint, cstate=cstate,
                          step=step, n_free=n_free, dynamic=dynamic, k_max=k_max, n=n_take)
-        parts = [expand(scores.masked_fill(~first, NEG_INF))]  # the first beams' candidates, best first
-        while True:
+        # candidates in priority order: the first beams', then the spares' (each consistent paths
+        # before pruned ones); a group is expanded only where the ones before it leave users short
+        groups = [first & ~flagged, spare & ~flagged, first & flagged, spare & flagged]
+        parts = []
+        for number, group in enumerate(groups):
+            if number and not bool(group.any()):
+                continue
+            parts.append(expand(scores.masked_fill(~group, NEG_INF)))  # best first within the group
             top, parents, positions, codes = (torch.cat(column, dim=1) for column in zip(*parts, strict=True))
             grown = constraint.advance(constraint.select(cstate, parents.reshape(-1)), positions.reshape(-1),
                                        codes.reshape(-1))
             usable = torch.isfinite(top)
-            if recombine:
-                usable &= ~_duplicates(constraint.state_keys(grown).view_as(top))
-            if len(parts) > 1 or not bool(spare.any()) or bool((usable.sum(dim=1) >= keep).all()):
+            if recombine:  # the first copy in priority order is kept: a consistent path before a pruned one
+                usable &= ~_duplicates(constraint.state_keys(grown).view_as(top), usable)
+            if bool((usable.sum(dim=1) >= keep).all()):
                 break
-            parts.append(expand(scores.masked_fill(~spare, NEG_INF)))  # then the spares', where those run short
         pick = torch.argsort((~usable).to(torch.int8), dim=1, stable=True)[:, :keep]  # usable first, in order
         top = top.gather(1, pick).masked_fill(~usable.gather(1, pick), NEG_INF)
         users = torch.arange(batch_size, device=device)[:, None]
         cstate = constraint.select(grown, (users * usable.shape[1] + pick).reshape(-1))
         parents, positions, codes = (t.gather(1, pick) for t in (parents, positions, codes))
         rows = parents.reshape(-1)
-        scores = top
+        scores, flagged = top, flagged.reshape(-1)[rows].view_as(top)
         filled = filled[rows].scatter(1, positions.reshape(-1, 1), codes.reshape(-1, 1))
         orders = torch.cat([orders[rows], positions.reshape(-1, 1)], dim=1)
         history = [h[rows] for h in history]
         last = (positions.reshape(-1), codes.reshape(-1))
         if step < n_levels - 1:
             state = stepper.reorder(state, rows)
-    return _results(scores, constraint.item_ids(cstate), orders, top_k)
+    return _results(scores, flagged, constraint.item_ids(cstate), orders, top_k)
 
 
-def _prune(scores: Tensor, js: Tensor, corp: Corp, stats: SearchStats | None) -> Tensor:
-    live = torch.isfinite(scores.reshape(-1))
-    bad = live & (js > corp.threshold)  # (R,)
+def _check(scores: Tensor, flagged: Tensor, js: Tensor, corp: Corp, stats: SearchStats | None) -> Tensor:
+    """Flag the live consistent beams whose category distribution moved more than θ; `(B, w)` flags."""
+    live = torch.isfinite(scores) & ~flagged
+    bad = live & (js.view_as(scores) > corp.threshold)
     if stats is not None:
         stats.checked += int(live.sum())
         stats.pruned += int(bad.sum())
-    return scores.masked_fill(bad.view_as(scores), NEG_INF)
+    return flagged | bad
 
 
-def _first_beams(scores: Tensor, beam_width: int) -> Tensor:
-    """(B, w) True on each user's `beam_width` best live beams; the rest are spares."""
-    rank = scores.argsort(dim=1, descending=True, stable=True).argsort(dim=1)  # (B, w)
+def _ranked(scores: Tensor, flagged: Tensor) -> Tensor:
+    """(B, w) beam indices per user, best first: consistent beams by score, then pruned ones, then dead ones."""
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    group = torch.where(torch.isfinite(scores), flagged.to(torch.int8), 2)  # 0 consistent, 1 pruned, 2 dead
+    return order.gather(1, group.gather(1, order).argsort(dim=1, stable=True))
+
+
+def _first_beams(scores: Tensor, flagged: Tensor, beam_width: int) -> Tensor:
+    """(B, w) True on each user's `beam_width` best live beams (consistent first); the rest are spares."""
+    rank = _ranked(scores, flagged).argsort(dim=1)  # (B, w)
     return (rank < beam_width) & torch.isfinite(scores)
 
 
@@ -212,22 +236,27 @@ def _candidates(scores: Tensor, log_probs: Tensor, filled: Tensor, constraint: C
     return candidates.view(scores.shape[0], -1)
 
 
-def _duplicates(keys: Tensor) -> Tensor:
-    """(B, n) candidate keys, best candidate first -> (B, n) True where an earlier candidate has the same key.
+def _duplicates(keys: Tensor, live: Tensor) -> Tensor:
+    """(B, n) candidate keys, best candidate first, and which are live -> (B, n) True where an earlier live
+    candidate has the same key.
 
-    A stable sort keeps equal keys in score order, so every key equal to its predecessor is a worse copy.
+    Live candidates are moved first (stably), then a stable sort by key keeps equal keys in score
+    order with the live ones leading, so every entry equal to a live predecessor is a worse copy; a
+    dead candidate (its key is that of whatever state its -inf row reaches) shadows nothing.
     """
-    order = keys.argsort(dim=1, stable=True)  # (B, n)
-    ranked = keys.gather(1, order)
-    same = ranked[:, 1:] == ranked[:, :-1]  # (B, n-1)
+    by_life = (~live).to(torch.int8).argsort(dim=1, stable=True)  # (B, n)
+    order = by_life.gather(1, keys.gather(1, by_life).argsort(dim=1, stable=True))
+    ranked, ranked_live = keys.gather(1, order), live.gather(1, order)
+    same = (ranked[:, 1:] == ranked[:, :-1]) & ranked_live[:, :-1]  # (B, n-1)
     return torch.zeros_like(same[:, :1]).expand(-1, keys.shape[1]).clone().scatter(1, order[:, 1:], same)
 
 
-def _results(scores: Tensor, items: Tensor, orders: Tensor, top_k: int) -> SetSearchResult:
+def _results(scores: Tensor, flagged: Tensor, items: Tensor, orders: Tensor, top_k: int) -> SetSearchResult:
     batch_size, width = scores.shape
     items = items.to(scores.device).view(batch_size, width)
     scores = scores.masked_fill(items < 0, NEG_INF)
-    best, pick = scores.topk(min(top_k, width), dim=1)  # (B, k)
+    pick = _ranked(scores, flagged)[:, :top_k]  # (B, k) consistent results first
+    best = scores.gather(1, pick)
     chosen = items.gather(1, pick).masked_fill(torch.isneginf(best), -1)
     paths = orders.view(batch_size, width, -1).gather(1, pick[..., None].expand(-1, -1, orders.shape[1]))
     chosen, best = _pad_columns(chosen, best, top_k)
@@ -244,8 +273,9 @@ def brute_force_set_topk(stepper: SetStepper, sids: Tensor, batch_size: int, top
 
     Per user, paths are grouped by the set of catalog items they can still become and each group
     keeps its best path (recombination, as the search does); a kept path is extended by every open
-    position and valid code; CORP checks each kept path after its decoder step and drops it when it
-    fails. Each path is re-run through the stepper from the start, one row at a time: for tiny
+    position and valid code; CORP checks each consistent path after its decoder step and marks it
+    pruned when it fails. Paths rank consistent first, then by score (in recombination and in the
+    result). Each path is re-run through the stepper from the start, one row at a time: for tiny
     catalogs in tests.
     """
     sids = torch.as_tensor(sids, dtype=torch.long)
@@ -253,14 +283,13 @@ def brute_force_set_topk(stepper: SetStepper, sids: Tensor, batch_size: int, top
     n_free = max(n_levels - 1, 1)
     items, scores = [], []
     for user in range(batch_size):
-        frontier = {(): 0.0}  # path (tuple of (position, code)) -> summed log-prob; one path per set
+        frontier = {(): (True, 0.0)}  # path (tuple of (position, code)) -> (consistent, summed log-prob)
         for step in range(n_levels):
-            grown: dict[frozenset, tuple[float, tuple]] = {}
-            for path, score in frontier.items():
+            grown: dict[frozenset, tuple[tuple[bool, float], tuple]] = {}
+            for path, (consistent, score) in frontier.items():
                 log_probs, history = _run_path(stepper, batch_size, user, path)
-                if corp is not None and history and step >= corp.every and step % corp.every == 0 and \
-                        float(js_divergence_log(history[step], history[step - corp.every])) > corp.threshold:
-                    continue
+                if consistent and corp is not None and history and step >= corp.every and step % corp.every == 0:
+                    consistent = float(js_divergence_log(history[step], history[step - corp.every])) <= corp.threshold
                 filled = dict(path)
                 if step >= n_free:
                     open_positions = [n_levels - 1]
@@ -272,14 +301,14 @@ def brute_force_set_topk(stepper: SetStepper, sids: Tensor, batch_size: int, top
                             continue
                         code = int(sids[item, position])
                         new_path = (*path, (position, code))
-                        new_score = score + float(log_probs[0, position, code])
+                        rank = (consistent, score + float(log_probs[0, position, code]))
                         key = frozenset(_items_of(sids, new_path)) if dynamic else new_path
-                        if key not in grown or new_score > grown[key][0]:
-                            grown[key] = (new_score, new_path)
-            frontier = {path: score for score, path in grown.values()}
-        found = sorted(((score, _item_of(sids, path)) for path, score in frontier.items()), reverse=True)
-        items.append([item for _, item in found[:top_k]] + [-1] * (top_k - len(found[:top_k])))
-        scores.append([score for score, _ in found[:top_k]] + [NEG_INF] * (top_k - len(found[:top_k])))
+                        if key not in grown or rank > grown[key][0]:
+                            grown[key] = (rank, new_path)
+            frontier = {path: rank for rank, path in grown.values()}
+        found = sorted(((rank, _item_of(sids, path)) for path, rank in frontier.items()), reverse=True)[:top_k]
+        items.append([item for _, item in found] + [-1] * (top_k - len(found)))
+        scores.append([score for (_, score), _ in found] + [NEG_INF] * (top_k - len(found)))
     return torch.tensor(items), torch.tensor(scores)
 
 

@@ -7,6 +7,7 @@ from genrec_ml.decoding import CatalogConstraint
 from genrec_ml.decoding.crss import (
     Corp,
     SearchStats,
+    _duplicates,
     _run_path,
     brute_force_set_topk,
     crss_beam_search,
@@ -92,9 +93,39 @@ def test_corp_replaces_pruned_beams_so_results_stay_full_and_consistent():
     assert stats.pruned > 0 and (found.item_ids >= 0).all()
     for user in range(2):
         for item, order in zip(found.item_ids[user].tolist(), found.orders[user].tolist(), strict=True):
-            path = tuple((p, int(sids[item, p])) for p in order[:-1])
-            _, history = _run_path(model.stepper(batch(model)), 2, user, path)
-            assert all(float(js_divergence_log(history[j], history[j - 1])) <= 0.03 for j in range(1, 4))
+            assert _consistent(model, sids, user, item, order, 0.03)
+
+
+def _consistent(model, sids, user, item, order, threshold):
+    path = tuple((p, int(sids[item, p])) for p in order[:-1])
+    _, history = _run_path(model.stepper(batch(model)), 2, user, path)
+    return all(float(js_divergence_log(history[j], history[j - 1])) <= threshold for j in range(1, 4))
+
+
+@pytest.mark.parametrize("width", [2, 4])
+def test_a_strict_corp_keeps_the_beams_full_with_consistent_paths_first(width):
+    # θ so small that most paths fail: the narrow search must still return as many items as without
+    # CORP (a failed path is the last resort, not a hole), every consistent one before every pruned one
+    sids = set_catalog(12)
+    model = tiny_reg4rec(12)
+    constraint = TokenSetConstraint.from_sids(sids, SIZES)
+    plain = crss_beam_search(model.stepper(batch(model)), constraint, 2, width, width)
+    stats = SearchStats()
+    found = crss_beam_search(model.stepper(batch(model)), constraint, 2, width, width, corp=Corp(0.002), stats=stats)
+    assert stats.pruned > stats.checked / 2
+    assert ((found.item_ids >= 0).sum(dim=1) == (plain.item_ids >= 0).sum(dim=1)).all()
+    for user in range(2):
+        flags = [_consistent(model, sids, user, item, order, 0.002)
+                 for item, order in zip(found.item_ids[user].tolist(), found.orders[user].tolist(), strict=True)]
+        assert flags == sorted(flags, reverse=True)
+        assert len(set(found.item_ids[user].tolist())) == width
+
+
+def test_dead_candidates_shadow_no_live_copy():
+    keys = torch.tensor([[5, 5, 7, 5, 7]])
+    live = torch.tensor([[False, True, True, True, True]])
+    # the dead first 5 is ignored: the live 5 at index 1 is kept, index 3 is its copy; 7 at 4 copies 2
+    assert (_duplicates(keys, live) & live).tolist() == [[False, False, False, True, True]]
 
 
 def test_js_divergence_by_hand():
