@@ -1,4 +1,4 @@
-"""The genrec code location: every asset, check, job and schedule, with resources bound once."""
+"""The genrec code location: every asset, check, job, schedule and sensor, with resources bound once."""
 
 import dagster as dg
 
@@ -12,6 +12,7 @@ from genrec_assets.defs.jobs import MODEL_JOBS, default_pipeline_job, nightly_re
 from genrec_assets.defs.models.registry import MODEL_ASSETS, MODEL_CHECKS
 from genrec_assets.defs.reproduction.assets import reproduction
 from genrec_assets.defs.resources import default_resources
+from genrec_assets.defs.sensors import dataset_folders
 
 defs = dg.Definitions(
     assets=[*dg.load_assets_from_modules([data_assets, embedding_assets]), *codebook_assets.CODEBOOK_ASSETS,
@@ -20,6 +21,7 @@ defs = dg.Definitions(
                   *MODEL_CHECKS],
     jobs=[default_pipeline_job, train_evaluate_job, *MODEL_JOBS],
     schedules=[nightly_retraining],
+    sensors=[dataset_folders],
     resources=default_resources(),
     # One process: DuckDB has one writer, and torch already uses every core.
     executor=dg.in_process_executor,

@@ -8,8 +8,11 @@ figures back into the warehouse's `metrics` table.
     python -m genrec_ml.cli record --workdir .genrec/runs/tiger-paper
 
 `train` resumes a killed run from `<workdir>/training/last.pt` when called again with the same
-settings; it leaves best.pt, run.json and metrics.csv in the workdir. `record` appends metrics.csv
-once (its evaluation id is remembered), so the leaderboard compares it with the asset runs.
+settings; it leaves best.pt, run.json, metrics.csv and curves.jsonl (genrec_ml/tracking.py) in the
+workdir, and logs the run to MLflow where mlflow imports and a tracking URI is set (--tracking-uri,
+default $MLFLOW_TRACKING_URI). `record` appends metrics.csv once (its evaluation id is remembered),
+so the leaderboard compares it with the asset runs, with the run's MLflow id; a run trained without
+MLflow (the GPU machine) is logged to MLflow then, from its workdir.
 `reproduce` runs `train` for many models x seeds on their bundles (`export-bundles`), and
 `record --runs` records all of its workdirs (genrec_ml/reproduce.py).
 """
@@ -21,12 +24,13 @@ import json
 import os
 import sys
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from genrec_ml import preflight, reproduce
+from genrec_ml import preflight, reproduce, tracking
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.experiments import (
     Experiment,
@@ -39,8 +43,10 @@ from genrec_ml.experiments import (
     train_experiment,
     write_run_info,
 )
-from genrec_ml.inputs import export_bundle, read_bundle
-from genrec_ml.progress import training_progress
+from genrec_ml.inputs import Bundle, export_bundle, read_bundle
+from genrec_ml.progress import ProgressFile, plain, training_progress
+from genrec_ml.train.distributed import is_main_process
+from genrec_ml.train.loop import Callback
 
 RUNTIME = Path(".genrec")
 METRICS_FILE = "metrics.csv"
@@ -87,6 +93,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-batch-size", type=int, default=256)
     train.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
     train.add_argument("--evaluate-only", action="store_true", help="rank with the workdir's best.pt")
+    add_tracking_arguments(train)
     train.set_defaults(command=run_train)
 
     record = commands.add_parser("record", help="append a trained workdir's metrics.csv to the `metrics` table")
@@ -95,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--runs", type=Path, help="every finished workdir under this folder (reproduce's --out); "
                         "evaluations already recorded are skipped")
     add_warehouse_arguments(record)
+    add_tracking_arguments(record)
     record.set_defaults(command=run_record_runs)
     add_reproduce_commands(commands)
     return top
@@ -149,6 +157,16 @@ def add_warehouse_arguments(command: argparse.ArgumentParser) -> None:
                          help="the codebook assets' files (<artifacts>/<dataset>/<tokenizer>/)")
 
 
+def add_tracking_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI") or None,
+                         help="MLflow store, e.g. sqlite:///.genrec/mlflow.db (default $MLFLOW_TRACKING_URI); "
+                         "tracking is off without one, or where mlflow is not installed")
+    command.add_argument("--tracking-artifacts", type=Path,
+                         default=os.environ.get("GENREC_MLFLOW_ARTIFACTS") or None,
+                         help="artifact folder of the `training` experiment if this creates it "
+                         "(default $GENREC_MLFLOW_ARTIFACTS, else mlflow-artifacts beside a sqlite store)")
+
+
 def json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -185,22 +203,72 @@ def run_train(args: argparse.Namespace) -> int:
     if args.evaluate_only:
         info = read_run_info(workdir)
         experiment = stored_experiment(info)
+        run = tracking.resume_run(args.tracking_uri, info.get("mlflow_run_id"), tolerant=True)
     else:
-        progress = training_progress(workdir, experiment, bundle.splits)
-        trained = train_experiment(experiment, bundle.splits, bundle.catalog, workdir, callback=progress)
-        progress.evaluating()
-        info = trained.info
-        print(f"trained {trained.result.steps} steps in {trained.result.seconds:.0f} s; best valid "
-              + ", ".join(f"{k} {v:.4f}" for k, v in trained.result.best_metrics.items() if "@" in k or k == "mrr"))
-    evaluation = evaluate_experiment(workdir / "best.pt", bundle.splits, bundle.catalog, experiment,
-                                     batch_size=args.eval_batch_size)
-    evaluation_id = uuid.uuid4().hex
-    write_run_info(workdir, {**info, "dataset": bundle.dataset, "bundle": bundle.meta, "evaluation_id": evaluation_id,
-                             "rank_seconds": evaluation.seconds})
-    write_csv(evaluation.metrics[list(METRIC_COLUMNS)], workdir / METRICS_FILE)
+        info, run = train_tracked(args, experiment, bundle)
+        if not is_main_process():  # torchrun: rank 0 alone ranks valid and test and writes the workdir
+            return 0
+    with tracking.ended_on_error(run):
+        evaluation = evaluate_experiment(workdir / "best.pt", bundle.splits, bundle.catalog, experiment,
+                                         batch_size=args.eval_batch_size)
+    metrics = evaluation.metrics[list(METRIC_COLUMNS)]
+    info = {**info, "dataset": bundle.dataset, "bundle": bundle.meta, "evaluation_id": uuid.uuid4().hex,
+            "rank_seconds": evaluation.seconds}
+    if run is not None:
+        info["mlflow_run_id"] = tracking.log_outcome(run, workdir, info, metrics, checkpoint=not args.evaluate_only)
+    write_run_info(workdir, info)
+    write_csv(metrics, workdir / METRICS_FILE)
     write_ranks(evaluation.ranks, workdir / RANKS_FILE)
     print(metrics_by_split(evaluation.metrics).to_string(float_format=lambda v: f"{v:.4f}"))
     return 0
+
+
+def train_tracked(args: argparse.Namespace, experiment: Experiment,
+                  bundle: Bundle) -> tuple[dict, tracking.MlflowRun | None]:
+    """Train with progress.json and curves.jsonl kept current, logging to MLflow when tracking is on;
+    returns run.json's training facts and the MLflow run (None when off) the evaluation ends."""
+    workdir = args.workdir
+    if not is_main_process():  # torchrun: rank 0 alone writes progress.json and the curves, and tracks
+        return train_experiment(experiment, bundle.splits, bundle.catalog, workdir).info, None
+    progress = training_progress(workdir, experiment, bundle.splits)
+    curves = tracking.CurvesFile(workdir / tracking.CURVES_FILE, {"experiment": asdict(experiment),
+                                                                  "bundle": bundle.meta},
+                                 resume=(workdir / "training" / "last.pt").is_file())
+    run = start_tracking(args, experiment, bundle.dataset, curves)
+    curves.start(run.run_id if run else None)
+    logger = tracking.CurveLogger(curves.append, *([run.log_point] if run else []), skip=curves.keys)
+    with tracking.ended_on_error(run):
+        return train_and_report(experiment, bundle, workdir, progress, logger), run
+
+
+def start_tracking(args: argparse.Namespace, experiment: Experiment, dataset: str,
+                   curves: tracking.CurvesFile) -> tracking.MlflowRun | None:
+    """The MLflow run of this training: the interrupted process's run again, or a new one given the
+    settings and the curves so far; None (and why, if a URI was set) when tracking is off."""
+    off = tracking.tracking_state(args.tracking_uri)
+    if off is not None:
+        if args.tracking_uri:
+            print(f"tracking off: {off}; the curves are in {curves.path}, `record` logs the run to MLflow")
+        return None
+    stored = plain(asdict(experiment))
+    run = tracking.start_run(args.tracking_uri, args.tracking_artifacts, tracking.run_name(stored, dataset),
+                             tracking.run_tags(stored, dataset, "cli train"), resume_id=curves.mlflow_run_id,
+                             tolerant=True, on_failure=lambda: curves.start(None))
+    run.log_params(tracking.run_params(stored, asdict(experiment.train_config())))
+    if not run.resumed:
+        run.log_points(curves.previous.points)
+    print(f"tracking: MLflow run {run.run_id} in {args.tracking_uri}")
+    return run
+
+
+def train_and_report(experiment: Experiment, bundle: Bundle, workdir: Path, progress: ProgressFile,
+                     *callbacks: Callback) -> dict:
+    trained = train_experiment(experiment, bundle.splits, bundle.catalog, workdir,
+                               callback=tracking.fan_out(progress, *callbacks))
+    progress.evaluating()
+    print(f"trained {trained.result.steps} steps in {trained.result.seconds:.0f} s; best valid "
+          + ", ".join(f"{k} {v:.4f}" for k, v in trained.result.best_metrics.items() if "@" in k or k == "mrr"))
+    return trained.info
 
 
 def run_record(args: argparse.Namespace) -> int:
@@ -212,28 +280,47 @@ def run_record(args: argparse.Namespace) -> int:
                               path=args.workdir / "run.json")
     metrics = read_metrics(args.workdir / METRICS_FILE)
     experiment = stored_experiment(info)
-    rows = labelled_metrics(metrics, info["dataset"], metric_labels(experiment), info["evaluation_id"])
+    if is_recorded(args.warehouse, info["evaluation_id"]):
+        raise GenrecDataError(f"evaluation {info['evaluation_id']} is already in {args.warehouse}",
+                              path=args.workdir / METRICS_FILE)
+    run_id = info.get("mlflow_run_id") or track_workdir(args, info, metrics)
+    rows = labelled_metrics(metrics, info["dataset"], metric_labels(experiment), info["evaluation_id"], run_id)
+    run = evaluation_run_row(info["dataset"], info["evaluation_id"], info)
+    ranks = read_ranks(args.workdir / RANKS_FILE)
+    if ranks is not None:
+        ranks = ranks.assign(dataset=info["dataset"], evaluation_id=info["evaluation_id"])
     with warehouse.connect(args.warehouse) as con:
-        if warehouse.table_exists(con, "metrics") and int(
-                warehouse.query(con, "metrics_evaluation_count", evaluation_id=info["evaluation_id"])["n"].iloc[0]):
-            raise GenrecDataError(f"evaluation {info['evaluation_id']} is already in {args.warehouse}",
-                                  path=args.workdir / METRICS_FILE)
-        run = evaluation_run_row(info["dataset"], info["evaluation_id"], info)
-        ranks = read_ranks(args.workdir / RANKS_FILE)
-        if ranks is not None:
-            ranks = ranks.assign(dataset=info["dataset"], evaluation_id=info["evaluation_id"])
         written = warehouse.append_evaluation(con, rows, run, ranks)
     print(f"recorded {written} rows of {experiment.model} ({experiment.variant}, {experiment.profile}) on "
-          f"{info['dataset']} into {args.warehouse}")
+          f"{info['dataset']} into {args.warehouse}" + (f", MLflow run {run_id}" if run_id else ""))
     return 0
+
+
+def is_recorded(store: Path, evaluation_id: str) -> bool:
+    """Whether the warehouse's `metrics` already hold this evaluation (a missing warehouse holds none)."""
+    from genrec_ml import warehouse
+
+    if not store.is_file():
+        return False
+    with warehouse.connect(store, read_only=True) as con:
+        return warehouse.table_exists(con, "metrics") and bool(int(warehouse.query(
+            con, "metrics_evaluation_count", evaluation_id=evaluation_id)["n"].iloc[0]))
+
+
+def track_workdir(args: argparse.Namespace, info: dict, metrics: pd.DataFrame) -> str | None:
+    """Log a run trained without tracking (the GPU machine) to MLflow from its workdir, once: its id
+    goes into run.json. None when tracking is off here too."""
+    run_id = tracking.log_workdir(args.tracking_uri, args.tracking_artifacts, args.workdir, info, metrics)
+    if run_id:
+        write_run_info(args.workdir, {**info, "mlflow_run_id": run_id})
+        print(f"logged {args.workdir} to MLflow as run {run_id}")
+    return run_id
 
 
 def run_record_runs(args: argparse.Namespace) -> int:
     """`record --runs`: every finished workdir under a folder, each evaluation once (recorded ones are skipped)."""
     if args.runs is None:
         return run_record(args)
-    from genrec_ml import warehouse
-
     workdirs = sorted(path.parent for path in args.runs.rglob("run.json"))
     if not workdirs:
         raise FileNotFoundError(f"no run.json under {args.runs}; pass reproduce's --out folder")
@@ -243,15 +330,11 @@ def run_record_runs(args: argparse.Namespace) -> int:
         if "evaluation_id" not in info or not (workdir / METRICS_FILE).is_file():
             print(f"skip {workdir}: not evaluated yet")
             continue
-        if args.warehouse.is_file():
-            with warehouse.connect(args.warehouse, read_only=True) as con:
-                known = warehouse.table_exists(con, "metrics") and int(warehouse.query(
-                    con, "metrics_evaluation_count", evaluation_id=info["evaluation_id"])["n"].iloc[0])
-            if known:
-                print(f"skip {workdir}: evaluation {info['evaluation_id']} is already recorded")
-                continue
+        if is_recorded(args.warehouse, info["evaluation_id"]):
+            print(f"skip {workdir}: evaluation {info['evaluation_id']} is already recorded")
+            continue
         try:
-            run_record(argparse.Namespace(workdir=workdir, warehouse=args.warehouse, artifacts=args.artifacts))
+            run_record(argparse.Namespace(**{**vars(args), "workdir": workdir}))
             recorded += 1
         except (GenrecConfigError, GenrecDataError, LookupError, TypeError) as err:
             print(f"error: {workdir}: {err}", file=sys.stderr)

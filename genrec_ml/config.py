@@ -13,10 +13,21 @@ from genrec_ml.errors import GenrecConfigError
 @dataclass(frozen=True)
 class CleaningConfig:
     k_core: int = 5  # users and items keep >= k interactions after iterative filtering; 1 disables it
+    # A title carried by more than this share of the catalog is no name but a placeholder or
+    # scraping debris ("Amazon.com", a cut-off tag): it falls back like an empty one. A real
+    # catalog has no product name on 1% of its items...
+    shared_title_share: float = 0.01
+    # ...and a title must be carried by more than this many items as well: variants (sizes,
+    # colours) may share a name, and in a small catalog 1% is only one or two items.
+    shared_title_min_items: int = 5
 
     def __post_init__(self):
         if self.k_core < 1:
             raise GenrecConfigError("k_core", f"must be >= 1, got {self.k_core}")
+        if not 0 < self.shared_title_share <= 1:
+            raise GenrecConfigError("shared_title_share", f"must be in (0, 1], got {self.shared_title_share}")
+        if self.shared_title_min_items < 1:
+            raise GenrecConfigError("shared_title_min_items", f"must be >= 1, got {self.shared_title_min_items}")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from genrec_ml.eval.token_bias import TokenBiasResult
 from genrec_ml.models.registry import build_model, input_kind, model_config
 from genrec_ml.train.checkpoint import load_checkpoint, model_payload, read_checkpoint, save_atomic
 from genrec_ml.train.config import TrainConfig, train_config
+from genrec_ml.train.distributed import start_processes, stop_processes, wait_for_all
 from genrec_ml.train.loop import Callback, TrainResult, rank_split, train
 from genrec_ml.train.tasks import task_for
 
@@ -211,17 +212,29 @@ def train_experiment(
     experiment: Experiment, splits: pd.DataFrame, catalog: Catalog, workdir: str | Path,
     callback: Callback | None = None,
 ) -> TrainedModel:
-    """Train `experiment` on `splits` and leave its best weights in `workdir/best.pt`."""
+    """Train `experiment` on `splits` and leave its best weights in `workdir/best.pt`.
+
+    Under torchrun every rank trains; only rank 0 prepares `workdir/training`, and only it moves
+    best.pt and writes run.json (the other ranks return without touching the workdir).
+    """
     workdir = Path(workdir)
     examples = split_examples(splits, experiment.scheme)
     _check_catalog(experiment, catalog)
     config = experiment.train_config()
     training = workdir / "training"
     fingerprint = _fingerprint(experiment, config, catalog, examples)
-    _prepare_training_dir(training, fingerprint)
-    model = build_experiment_model(experiment, catalog)
-    result = train(model, examples["train"], examples["valid"], catalog.sids if experiment.kind == "sids" else None,
-                   config, training, callback)
+    processes = start_processes(config.device)
+    try:
+        if processes.is_main:
+            _prepare_training_dir(training, fingerprint)
+        wait_for_all(processes)  # no rank looks for last.pt before a stale training folder is gone
+        model = build_experiment_model(experiment, catalog)
+        result = train(model, examples["train"], examples["valid"],
+                       catalog.sids if experiment.kind == "sids" else None, config, training, callback)
+    finally:
+        stop_processes(processes)
+    if not processes.is_main:
+        return TrainedModel(workdir / "best.pt", result, {})
     if result.best_checkpoint_path is None:
         raise GenrecDataError("training ended without a validation; nothing to keep", path=training)
     info = {

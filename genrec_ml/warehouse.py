@@ -21,6 +21,9 @@ from genrec_ml.published import PUBLISHED_RESULTS, read_published_results
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Columns added to a partitioned table after warehouses were first written: these statements run
+# before each write to it, so an old warehouse gains the column instead of failing the schema check.
+ADDED_COLUMNS = {"raw_items": ("raw_items_add_brand",)}
 
 
 def sql(name: str) -> str:
@@ -82,6 +85,8 @@ def replace_partitions(con: duckdb.DuckDBPyConnection, dataset: str,
             con.register("_incoming", arrow)
             try:
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _incoming LIMIT 0")
+                for statement in ADDED_COLUMNS.get(table, ()):
+                    con.execute(sql(statement))
                 _check_same_columns(con, table, arrow.column_names)
                 con.execute(f"DELETE FROM {table} WHERE {match}", keys)
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")

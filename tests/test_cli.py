@@ -15,6 +15,11 @@ from genrec_ml.inputs import read_bundle, write_bundle
 from tests.test_experiments import N_ITEMS, SIZES, TINY_MODEL, TINY_TRAIN, experiment, splits_table
 
 
+@pytest.fixture(autouse=True)
+def untracked(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # tests/test_tracking.py tracks, into tmp_path
+
+
 def catalog_with_clusters(sids: np.ndarray) -> Catalog:
     rng = np.random.default_rng(1)
     return Catalog(n_items=N_ITEMS, sids=sids, codebook_sizes=SIZES,
@@ -152,7 +157,9 @@ def test_record_refuses_a_metrics_file_without_values(tmp_path, capsys):
 
 
 def test_train_runs_where_only_torch_numpy_pandas_and_transformers_exist(bundle, tmp_path):
-    """The GPU machine has no Dagster, DuckDB or MLflow: train and evaluate must not import them."""
+    """The GPU machine has no Dagster, DuckDB or MLflow: train and evaluate must not import them, and
+    a tracking URI in its environment only says where `record` will log the curves."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
@@ -164,7 +171,10 @@ def test_train_runs_where_only_torch_numpy_pandas_and_transformers_exist(bundle,
             "--eval-ks", "5", "10", "--eval-beam-width", "10"]
     script = (f"import sys\nfor name in {absent!r}:\n    sys.modules[name] = None\n"
               f"from genrec_ml.cli import main\nsys.exit(main({args!r}))\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / "run" / "metrics.csv").is_file()
+    assert "tracking off: mlflow is not installed here" in done.stdout
+    assert (tmp_path / "run" / "metrics.csv").is_file() and "mlflow_run_id" not in read_run_info(tmp_path / "run")
+    assert (tmp_path / "run" / "curves.jsonl").stat().st_size and not (tmp_path / "mlflow.db").exists()

@@ -63,3 +63,16 @@ def test_extra_keys_narrow_the_replaced_rows(tmp_path):
         warehouse.replace_partition(con, "s", "a", pd.DataFrame({"x": [3, 4]}), keys={"tokenizer": "p"})
         rows = con.execute("SELECT tokenizer, x FROM s ORDER BY ALL").fetchall()
     assert rows == [("p", 3), ("p", 4), ("q", 2)]
+
+
+def test_raw_items_of_an_old_warehouse_gain_the_brand_column(tmp_path):
+    from genrec_ml.data.raw import items_frame
+
+    with warehouse.connect(tmp_path / "w.duckdb") as con:
+        # As written before readers kept the brand.
+        con.execute("CREATE TABLE raw_items AS SELECT 'old' AS dataset, 'a' AS item_id, 'A' AS title, "
+                    "'' AS description, ['x'] AS categories, 'f' AS source_file, 2::BIGINT AS source_line")
+        new = items_frame(["b"], ["B"], [""], [["y"]], "g", [2], ["OPI"])
+        warehouse.replace_partition(con, "raw_items", "new", new)
+        assert warehouse.read_partition(con, "raw_items", "old")["brand"].tolist() == [""]
+        assert warehouse.read_partition(con, "raw_items", "new")["brand"].tolist() == ["OPI"]

@@ -53,10 +53,9 @@ CheckFn = Callable[..., dg.AssetCheckResult]
 def partitioned_check(asset: str, fn: CheckFn, *, blocking: bool = True,
                       additional_deps: Sequence[str] = ()) -> dg.AssetChecksDefinition:
     """A Dagster asset check named after `fn`, run per dataset partition."""
-    from genrec_assets.defs.partitions import dataset_partitions
     from genrec_assets.defs.resources import Warehouse
 
-    @dg.asset_check(name=fn.__name__, asset=asset, blocking=blocking, partitions_def=dataset_partitions,
+    @dg.asset_check(name=fn.__name__, asset=asset, blocking=blocking,
                     additional_deps=list(additional_deps), description=fn.__doc__)
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         return fn(warehouse, context.partition_key)

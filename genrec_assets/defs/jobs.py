@@ -62,11 +62,11 @@ reg4rec_ablations_job = _model_job(
 MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job, reg4rec_ablations_job]
 
 
-def nightly_datasets() -> list[str]:
-    """GENREC_NIGHTLY_DATASETS (comma-separated) or every dataset partition."""
+def nightly_datasets(instance: dg.DagsterInstance) -> list[str]:
+    """GENREC_NIGHTLY_DATASETS (comma-separated) or every registered dataset partition."""
     configured = os.environ.get("GENREC_NIGHTLY_DATASETS", "")
     names = [name.strip() for name in configured.split(",") if name.strip()]
-    known = dataset_partitions.get_partition_keys()
+    known = instance.get_dynamic_partitions(dataset_partitions.name)
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ValueError(f"GENREC_NIGHTLY_DATASETS names unknown datasets {unknown}; known: {known}")
@@ -82,4 +82,5 @@ def nightly_datasets() -> list[str]:
 )
 def nightly_retraining(context: dg.ScheduleEvaluationContext):
     night = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    return [dg.RunRequest(run_key=f"{dataset}-{night}", partition_key=dataset) for dataset in nightly_datasets()]
+    return [dg.RunRequest(run_key=f"{dataset}-{night}", partition_key=dataset)
+            for dataset in nightly_datasets(context.instance)]

@@ -1,13 +1,10 @@
-"""Datasets are partitions: `synthetic` plus each recognised folder under GENREC_DATA_ROOT.
+"""Datasets are partitions of one dynamic partitions definition, `datasets`, kept in the instance.
 
-The list is read when the code location loads, so a new folder appears after a reload
-(`Reload` in the UI, or any new CLI invocation).
+Keys are added by the `dataset_folders` sensor as folders appear under GENREC_DATA_ROOT, by
+`python -m genrec_assets.datasets` (registers `synthetic` and every recognised folder at once, for
+CLI runs without the daemon), or by hand in the UI's materialize dialog ("Add partition").
 """
-
-import os
 
 import dagster as dg
 
-from genrec_ml.data.sources import discover_datasets
-
-dataset_partitions = dg.StaticPartitionsDefinition(discover_datasets(os.environ.get("GENREC_DATA_ROOT")))
+dataset_partitions = dg.DynamicPartitionsDefinition(name="datasets")

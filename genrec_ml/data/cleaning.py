@@ -2,6 +2,10 @@
 
 Documented drops (each counted in the report): exact duplicate interaction rows, interactions
 whose item has no metadata row, and users/items removed by the iterative k-core filter.
+
+Documented replacements (counted too): a title with no words once markup is stripped, or one
+shared by a large share of the catalog, is no name to embed; the item's brand, categories or
+description stands in for it (`item_names`).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import pandas as pd
 
 from genrec_ml.config import CleaningConfig
 from genrec_ml.errors import GenrecDataError
+from genrec_ml.text.markup import has_words, strip_markup
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "user_index", "item_index", "position", "timestamp"]
 ITEM_COLUMNS = ["item_id", "item_index", "title", "description", "categories", "category", "text"]
+TITLE_FALLBACKS = ("brand", "categories", "description")  # stand-ins for a title, in this order
 
 
 @dataclass
@@ -51,7 +57,7 @@ def clean(raw_interactions: pd.DataFrame, raw_items: pd.DataFrame, config: Clean
             f"(users and items need >= k_core interactions each)",
             field="k_core",
         )
-    return _index(inter, raw_items, report)
+    return _index(inter, raw_items, report, config)
 
 
 def k_core(inter: pd.DataFrame, k: int) -> tuple[pd.DataFrame, int]:
@@ -67,19 +73,72 @@ def k_core(inter: pd.DataFrame, k: int) -> tuple[pd.DataFrame, int]:
         rounds += 1
 
 
+@dataclass
+class ItemNames:
+    names: list[str]  # the title, or what stands in for it ('' when nothing has words)
+    sources: list[str]  # "title", a TITLE_FALLBACKS field, or "" when nothing stands in
+    report: dict[str, int]  # titles replaced by reason, stand-ins by field, the shared-title limit
+
+
+def shared_title_limit(n_items: int, config: CleaningConfig) -> int:
+    """A title carried by more items than this is shared by too much of the catalog to name one."""
+    return max(int(config.shared_title_share * n_items), config.shared_title_min_items)
+
+
+def item_names(titles: pd.Series, brands: pd.Series, categories: pd.Series, descriptions: pd.Series,
+               config: CleaningConfig) -> ItemNames:
+    """Each item's name to embed: its title, unless that has no words once markup is stripped or is
+    carried by more than `shared_title_limit` items; then the first of brand, categories and
+    description that has words.
+
+    Titles are judged after `strip_markup` (raw rows of old warehouses, and formats whose readers do
+    not strip, may still hold debris) but kept as the reader gave them, so plain text never changes.
+    """
+    plain = titles.fillna("").map(strip_markup)
+    empty = ~plain.map(has_words)
+    key = plain.str.casefold()
+    limit = shared_title_limit(len(titles), config)
+    shared = ~empty & (key.map(key.value_counts()) > limit)
+    names, sources = [], []
+    for title, replace, brand, names_of, description in zip(
+            titles.fillna(""), empty | shared, brands, categories, descriptions, strict=True):
+        stand_ins = {"brand": brand, "categories": " > ".join(_word_categories(names_of)),
+                     "description": description}
+        source = "title" if not replace else next((f for f in TITLE_FALLBACKS if has_words(stand_ins[f])), "")
+        names.append(title if source == "title" else stand_ins.get(source, ""))
+        sources.append(source)
+    report = {"titles_replaced_empty": int(empty.sum()), "titles_replaced_shared": int(shared.sum()),
+              "titles_shared_above": limit,
+              **{f"titles_from_{field}": sources.count(field) for field in TITLE_FALLBACKS},
+              "titles_without_stand_in": sources.count("")}
+    return ItemNames(names, sources, report)
+
+
 def item_text(title: str, description: str, categories: list[str], item_id: str = "") -> str:
     """The text that is embedded. Numeric-only attribute ids carry no words, so they are left out,
     unless nothing else is known: then the id and attribute ids stand in, so no text is empty."""
     parts = [title.strip()]
     if description.strip():
         parts.append(description.strip())
-    words = [c for c in categories if not c.strip().isdigit()]
+    words = _word_categories(categories)
     if words:
         parts.append("Category: " + " > ".join(words))
     text = ". ".join(p for p in parts if p)
     if not text:
         text = " ".join([f"item {item_id}".strip(), *(f"attribute {c}" for c in categories)])
     return text
+
+
+def named_item_text(name: str, source: str, description: str, categories: list[str], item_id: str = "") -> str:
+    """`item_text` with `name` in the title's place; the field that stands in is not repeated."""
+    if source == "brand":  # Amazon also lists the brand as the last category
+        categories = [c for c in categories if c.casefold() != name.casefold()]
+    return item_text(name, "" if source == "description" else description,
+                     [] if source == "categories" else categories, item_id)
+
+
+def _word_categories(categories: list[str]) -> list[str]:
+    return [c for c in categories if not c.strip().isdigit()]
 
 
 def _chronological(raw: pd.DataFrame) -> pd.DataFrame:
@@ -101,7 +160,8 @@ def _chronological(raw: pd.DataFrame) -> pd.DataFrame:
     return raw.sort_values(keys + tiebreak, kind="stable").reset_index(drop=True)
 
 
-def _index(inter: pd.DataFrame, raw_items: pd.DataFrame, report: dict[str, int]) -> CleanedDataset:
+def _index(inter: pd.DataFrame, raw_items: pd.DataFrame, report: dict[str, int],
+           config: CleaningConfig) -> CleanedDataset:
     users = np.sort(inter["user_id"].unique())
     item_ids = np.sort(inter["item_id"].unique())
     user_index = pd.Series(np.arange(len(users)), index=users)
@@ -124,11 +184,16 @@ def _index(inter: pd.DataFrame, raw_items: pd.DataFrame, report: dict[str, int])
     items["description"] = items["description"].fillna("")
     items["categories"] = items["categories"].map(lambda c: list(c) if c is not None else [])
     items["category"] = items["categories"].map(lambda c: c[0] if c else "")
+    # Raw items written before readers kept the brand have no such column, or NULL in it.
+    brands = items["brand"].fillna("") if "brand" in items.columns else pd.Series("", index=items.index)
     titles = items["title"].fillna("")
-    items["text"] = [item_text(t, d, c, i) for t, d, c, i in
-                     zip(titles, items["description"], items["categories"], items["item_id"], strict=True)]
+    named = item_names(titles, brands, items["categories"], items["description"], config)
+    items["title"] = named.names
+    items["text"] = [named_item_text(n, s, d, c, i) for n, s, d, c, i in
+                     zip(named.names, named.sources, items["description"], items["categories"], items["item_id"],
+                         strict=True)]
     report.update(users=len(users), items=len(item_ids), interactions=len(out),
-                  items_without_title=int((titles.str.strip() == "").sum()))
+                  items_without_title=int((titles.str.strip() == "").sum()), **named.report)
     return CleanedDataset(out[INTERACTION_COLUMNS], items[ITEM_COLUMNS], report)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 INTERACTION_COLUMNS = ["user_id", "item_id", "timestamp", "position", "source_file", "source_line"]
-ITEM_COLUMNS = ["item_id", "title", "description", "categories", "source_file", "source_line"]
+ITEM_COLUMNS = ["item_id", "title", "description", "categories", "brand", "source_file", "source_line"]
 
 
 @dataclass
@@ -22,8 +22,8 @@ class RawDataset:
     # source_line: int64.
     # Every row has a timestamp, a position or both.
     interactions: pd.DataFrame
-    # item_id, title, description ('' when absent): str; categories: list[str], coarse to fine
-    # when the source has a hierarchy; source_file: str; source_line: int64.
+    # item_id, title, description, brand ('' when absent): str; categories: list[str], coarse to
+    # fine when the source has a hierarchy; source_file: str; source_line: int64.
     items: pd.DataFrame
     report: dict[str, int] = field(default_factory=dict)  # rows dropped while reading, by reason
 
@@ -45,8 +45,9 @@ def interactions_frame(
     )
 
 
-def items_frame(item_id, title, description, categories, source_file, source_line) -> pd.DataFrame:
-    """Items with the contract's column order and dtypes; categories is a sequence of lists."""
+def items_frame(item_id, title, description, categories, source_file, source_line, brand=None) -> pd.DataFrame:
+    """Items with the contract's column order and dtypes; categories is a sequence of lists;
+    brand None when the source has none."""
     category_lists = np.empty(len(categories), dtype=object)
     category_lists[:] = [list(names) for names in categories]  # element-wise: lists must stay lists
     return pd.DataFrame(
@@ -55,6 +56,7 @@ def items_frame(item_id, title, description, categories, source_file, source_lin
             "title": np.asarray(title, dtype=object),
             "description": np.asarray(description, dtype=object),
             "categories": category_lists,
+            "brand": np.asarray([""] * len(category_lists) if brand is None else brand, dtype=object),
             "source_file": source_file,
             "source_line": np.asarray(source_line, dtype=np.int64),
         },

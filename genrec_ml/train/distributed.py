@@ -1,9 +1,12 @@
 """Single-process or torchrun data parallelism, and the device a process trains on.
 
-Under torchrun (WORLD_SIZE > 1) every process trains on its own shard of each epoch
-(`DistributedSampler`) and DDP averages gradients. Validation runs the same beam search on
-every rank, so all ranks reach the same early-stopping decision without communicating; only
-rank 0 writes checkpoints and calls the callback.
+Under torchrun (WORLD_SIZE > 1) every process trains on its own shard of each epoch's batches
+(`genrec_ml.data.batching.shard`) and DDP averages gradients, so all ranks hold the same weights.
+Logged losses are averaged over the ranks too. Validation runs the same beam search on every
+rank, so all ranks reach the same early-stopping decision without communicating; only rank 0
+writes checkpoints and calls the callback, and `train` returns on no rank before rank 0's
+checkpoints are on disk. last.pt keeps every rank's RNG streams, so a resumed run (with the same
+number of processes) follows the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -35,20 +38,54 @@ class Processes:
         return self.world_size > 1
 
 
-def start_processes() -> Processes:
-    """Join torchrun's process group when launched by it; a single process otherwise."""
+def start_processes(device: str = "auto") -> Processes:
+    """Join torchrun's process group when launched by it; a single process otherwise.
+
+    `device` is the run's device setting: NCCL when it trains on GPUs, gloo on the CPU (also
+    on a machine that has GPUs, where NCCL would refuse the CPU tensors).
+    """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return Processes()
     owns_group = not dist.is_initialized()
     if owns_group:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), owns_group)
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a single process; also after `train` has left the group."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def stop_processes(processes: Processes) -> None:
     if processes.owns_group:
         dist.destroy_process_group()
+
+
+def wait_for_all(processes: Processes) -> None:
+    """Every rank waits here until all have arrived (a no-op for one process)."""
+    if processes.distributed:
+        dist.barrier()
+
+
+def mean_over_processes(values: torch.Tensor, processes: Processes) -> torch.Tensor:
+    """`values` averaged element-wise over the ranks (every rank must call it with the same shape)."""
+    if not processes.distributed:
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values / processes.world_size
+
+
+def gather_objects(value, processes: Processes) -> list:
+    """`[value of rank 0, value of rank 1, ...]` on every rank."""
+    if not processes.distributed:
+        return [value]
+    values = [None] * processes.world_size
+    dist.all_gather_object(values, value)
+    return values
 
 
 def resolve_device(name: str, processes: Processes) -> torch.device:

@@ -22,7 +22,8 @@ per-step `.item()`.
 Resuming: `checkpoint_dir/last.pt` holds the weights, optimizer, scheduler, RNG streams and the
 loop's position (`Progress`). A call finding it continues from there; since each epoch's order
 is a pure function of (seed, epoch) and the RNG streams are restored, the resumed run follows the
-uninterrupted one step for step.
+uninterrupted one step for step. Under torchrun (`distributed.py`) last.pt holds every rank's RNG
+streams, and a resume needs the same number of processes.
 """
 
 from __future__ import annotations
@@ -54,7 +55,17 @@ from genrec_ml.train.checkpoint import (
     save_atomic,
 )
 from genrec_ml.train.config import TrainConfig
-from genrec_ml.train.distributed import Processes, resolve_device, start_processes, stop_processes, unwrap, wrap
+from genrec_ml.train.distributed import (
+    Processes,
+    gather_objects,
+    mean_over_processes,
+    resolve_device,
+    start_processes,
+    stop_processes,
+    unwrap,
+    wait_for_all,
+    wrap,
+)
 from genrec_ml.train.tasks import ItemTask, SidTask, task_for
 
 Callback = Callable[[str, dict[str, Any]], None]
@@ -127,7 +138,7 @@ def train(
     from `config.seed` (the model's initial weights are the caller's). On return the model holds
     the last weights; best.pt holds the best validated ones (`load_checkpoint`).
     """
-    processes = start_processes()
+    processes = start_processes(config.device)
     try:
         run = _setup(model, train_examples, valid_examples, sids, config, Path(checkpoint_dir), callback, processes)
         while not _finished(run):
@@ -135,6 +146,7 @@ def train(
         if run.progress.last_eval_step != run.progress.step:
             _validate(run)
         _save_last(run)
+        wait_for_all(processes)  # no rank returns (and reads best.pt) before rank 0 has written it
         return _result(run)
     finally:
         stop_processes(processes)
@@ -224,7 +236,7 @@ def _setup(model, train_examples, valid_examples, sids, config, checkpoint_dir, 
     )
     progress = Progress()
     if (checkpoint_dir / LAST).is_file():
-        progress = _resume(checkpoint_dir / LAST, model, optimizer, scheduler, device)
+        progress = _resume(checkpoint_dir / LAST, model, optimizer, scheduler, device, processes)
     return _Run(
         model=wrap(model, processes, device), optimizer=optimizer, scheduler=scheduler, config=config,
         processes=processes, device=device, checkpoint_dir=checkpoint_dir, callback=callback,
@@ -315,11 +327,13 @@ def _optimizer_step(run: _Run, batch: dict[str, torch.Tensor]) -> float:
 
 
 def _flush_window(run: _Run) -> dict[str, float]:
-    """Mean losses since the last flush, read from the device in one transfer; adds them to progress."""
+    """Mean losses since the last flush (over all ranks), read from the device in one transfer; adds
+    them to progress."""
     if not run.window_steps:
         return {}
     names = list(run.window)
-    sums = torch.stack([run.window[name] for name in names]).cpu().tolist()  # the one host sync
+    sums = torch.stack([run.window[name] for name in names])  # (n_names,)
+    sums = mean_over_processes(sums, run.processes).cpu().tolist()  # the one host sync
     p = run.progress
     p.loss_sum, p.loss_count = p.loss_sum + sums[0], p.loss_count + run.window_steps
     means = {name: total / run.window_steps for name, total in zip(names, sums, strict=True)}
@@ -357,6 +371,8 @@ def _save_last(run: _Run) -> None:
         "progress": asdict(run.progress),
         "train_config": asdict(run.config),
     }
+    if run.processes.distributed:  # each rank's dropout drew from its own streams
+        payload |= {"world_size": run.processes.world_size, "rng_by_rank": gather_objects(rng_states(), run.processes)}
     _save(run, LAST, payload)
 
 
@@ -367,7 +383,7 @@ def _save(run: _Run, name: str, payload: dict[str, Any]) -> None:
     _emit(run, "checkpoint", {"path": str(path), "kind": name.removesuffix(".pt"), "step": run.progress.step})
 
 
-def _resume(path: Path, model: nn.Module, optimizer, scheduler, device: torch.device) -> Progress:
+def _resume(path: Path, model: nn.Module, optimizer, scheduler, device: torch.device, processes: Processes) -> Progress:
     checkpoint = read_checkpoint(path, map_location=device)
     if checkpoint["model_name"] != model.name or checkpoint["model_config"] != asdict(model.config):
         raise GenrecConfigError(
@@ -375,10 +391,18 @@ def _resume(path: Path, model: nn.Module, optimizer, scheduler, device: torch.de
             f"{path} was written by a different model ({checkpoint['model_name']}, {checkpoint['model_config']}); "
             "use a new checkpoint_dir, or delete last.pt to start over",
         )
+    world_size = checkpoint.get("world_size", 1)  # absent: written by a single process
+    if world_size != processes.world_size:
+        # the position in the epoch counts this many processes' batches, and the schedule's length depends on it
+        raise GenrecConfigError(
+            "checkpoint_dir",
+            f"{path} was written by {world_size} process(es), this run has {processes.world_size}; "
+            f"relaunch with {world_size} (torchrun --nnodes x --nproc_per_node), or delete last.pt to start over",
+        )
     model.load_state_dict(checkpoint["model_state"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    restore_rng_states(checkpoint["rng"])
+    restore_rng_states(checkpoint["rng_by_rank"][processes.rank] if processes.distributed else checkpoint["rng"])
     return Progress(**checkpoint["progress"])
 
 

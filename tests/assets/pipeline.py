@@ -67,13 +67,15 @@ def materialize(warehouse_path, partition="synthetic", run_config=None, data_roo
     if selection is None:
         selection = DATA_SELECTION
     runtime = Path(warehouse_path).parent
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("datasets", [partition])
     return dg.materialize(
         [*ALL_ASSETS, *ALL_CHECKS], partition_key=partition, run_config=run_config, selection=selection,
         resources={"warehouse": Warehouse(path=str(warehouse_path)), "data_root": DataRoot(path=str(data_root)),
                    "artifacts": Artifacts(path=str(runtime / "artifacts")),
                    "tracking": Tracking(tracking_uri=f"sqlite:///{runtime / 'mlflow.db'}",
                                         artifact_root=str(runtime / "mlflow-artifacts"))},
-        raise_on_error=raise_on_error,
+        raise_on_error=raise_on_error, instance=instance,
     )
 
 

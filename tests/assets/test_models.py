@@ -66,13 +66,17 @@ def test_popularity_check_agrees_with_the_warehouse(trained_warehouse):
 def test_nightly_schedule_requests_one_run_per_configured_dataset(monkeypatch):
     import dagster as dg
 
-    monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic")
-    context = dg.build_schedule_context(scheduled_execution_time=__import__("datetime").datetime(2026, 11, 23, 2))
-    requests = nightly_retraining(context)
-    assert [(r.partition_key, r.run_key) for r in requests] == [("synthetic", "synthetic-2026-11-23")]
-    monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic,nope")
-    with pytest.raises(ValueError, match="nope"):
-        nightly_datasets()
+    night = __import__("datetime").datetime(2026, 11, 23, 2)
+    with dg.instance_for_test() as instance:  # a schedule context needs an instance with a ref
+        instance.add_dynamic_partitions("datasets", ["synthetic", "amazon-beauty"])
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=night)
+        assert [r.partition_key for r in nightly_retraining(context)] == ["synthetic", "amazon-beauty"]
+        monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic")
+        requests = nightly_retraining(context)
+        assert [(r.partition_key, r.run_key) for r in requests] == [("synthetic", "synthetic-2026-11-23")]
+        monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic,nope")
+        with pytest.raises(ValueError, match="nope"):
+            nightly_datasets(instance)
 
 
 @pytest.fixture(scope="module")

@@ -59,6 +59,7 @@ PLANTED = {
     "interactions_items_exist": "DELETE FROM items WHERE item_index = (SELECT min(item_index) FROM items)",
     "interactions_k_core": "DELETE FROM interactions WHERE user_index = 0 AND position > 0",
     "items_ids_valid": "UPDATE items SET item_id = 'dup' WHERE item_index < 2",
+    "items_texts_distinct": "UPDATE items SET text = 'same' WHERE item_index < 50",
     "splits_one_valid_one_test": "DELETE FROM splits WHERE split = 'test' AND user_index = 0",
     "splits_history_precedes_target": "UPDATE splits SET history = list_append(history, target_item_index) "
                                       "WHERE user_index = 1 AND split = 'test'",

@@ -1,9 +1,14 @@
+import json
+
 import pandas as pd
 import pytest
 
 from genrec_ml.config import CleaningConfig
-from genrec_ml.data.cleaning import clean, item_text, k_core
+from genrec_ml.data.cleaning import clean, item_text, k_core, shared_title_limit
+from genrec_ml.data.readers import read_dataset
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
+
+DEBRIS = '<span class="a-size-medium a-color-secondary"'  # the title of every item in a real 2018 dump
 
 
 def _raw(rows):
@@ -89,3 +94,92 @@ def test_item_without_any_words_gets_a_fallback_text():
     out = clean(raw, items, CleaningConfig(k_core=1))
     assert out.items["text"].tolist() == ["item a attribute 7"]
     assert out.report["items_without_title"] == 1
+
+
+def _one_interaction_each(ids):
+    return _raw([(f"u{i}", item, 1, None) for i, item in enumerate(ids)])
+
+
+def test_title_without_words_falls_back_to_brand_then_categories_then_description():
+    ids = ["a", "b", "c", "d", "e"]
+    items = _items(ids).assign(
+        title=[DEBRIS, "...", "", "</span>", "Real name"],
+        brand=["OPI", "", "", "", "Ignored"],
+        categories=[["Beauty", "OPI"], ["Beauty", "Nails"], ["173"], [], ["Beauty"]],
+        description=["Shiny", "Red", "Soft and smooth", "", "Kept"])
+    out = clean(_one_interaction_each(ids), items, CleaningConfig(k_core=1))
+    assert out.items["title"].tolist() == ["OPI", "Beauty > Nails", "Soft and smooth", "", "Real name"]
+    # The stand-in is not repeated: the brand leaves the categories, categories or description their place.
+    assert out.items["text"].tolist() == ["OPI. Shiny. Category: Beauty", "Beauty > Nails. Red",
+                                          "Soft and smooth", "item d", "Real name. Kept. Category: Beauty"]
+    report = out.report
+    assert (report["titles_replaced_empty"], report["titles_replaced_shared"]) == (4, 0)
+    assert (report["titles_from_brand"], report["titles_from_categories"], report["titles_from_description"],
+            report["titles_without_stand_in"]) == (1, 1, 1, 1)
+    assert report["items_without_title"] == 1  # only the blank one: kept as older reports count it
+
+
+def test_title_shared_by_much_of_the_catalog_falls_back():
+    ids = [f"i{n:02d}" for n in range(20)]
+    # 6 items share a placeholder, more than the limit of 5; 5 variants sharing a name are at it.
+    titles = ["Amazon.com"] * 6 + ["Nail polish"] * 5 + [f"Item {n}" for n in range(9)]
+    items = _items(ids).assign(title=titles, brand=[f"Brand {n}" for n in range(20)])
+    out = clean(_one_interaction_each(ids), items, CleaningConfig(k_core=1))
+    assert out.items["title"].tolist() == [f"Brand {n}" for n in range(6)] + titles[6:]
+    assert out.report["titles_replaced_shared"] == 6
+    assert out.report["titles_shared_above"] == 5
+    assert out.report["titles_from_brand"] == 6
+    stricter = clean(_one_interaction_each(ids), items, CleaningConfig(k_core=1, shared_title_min_items=4))
+    assert stricter.report["titles_replaced_shared"] == 11
+
+
+def test_shared_title_limit_is_a_share_of_the_catalog_but_at_least_min_items():
+    config = CleaningConfig()
+    assert shared_title_limit(20, config) == 5
+    assert shared_title_limit(1_000, config) == 10
+    assert shared_title_limit(123_456, config) == 1_234
+
+
+@pytest.mark.parametrize(("field", "value"), [("shared_title_share", 0.0), ("shared_title_share", 1.5),
+                                              ("shared_title_min_items", 0)])
+def test_impossible_shared_title_limits(field, value):
+    with pytest.raises(GenrecConfigError, match=field):
+        CleaningConfig(**{field: value})
+
+
+def _amazon_2018_meta(n_items: int) -> list[dict]:
+    """A small-category 2018 meta dump: every title scraping debris but the last two; brand,
+    category path or description say what each item is, as in the real dump."""
+    records = []
+    for n in range(n_items):
+        record = {"asin": f"B{n:03d}", "title": DEBRIS, "category": ["</span></span></span>"],
+                  "description": [f"<p>Cleanser number {n}</p>"], "brand": "", "also_buy": [], "price": "$5.00",
+                  "main_cat": '<img src="x.png" class="nav-categ-image" alt="All Beauty"/>'}
+        if n < 6:
+            record["brand"] = f"Brand {n}"
+        elif n < 8:
+            record.update(category=["All Beauty", f"Serum {n}"], description=[])
+        # the rest: no brand, no category, only the description
+        records.append(record)
+    records[-2]["title"], records[-1]["title"] = "Rose water", "Clay mask"
+    return records
+
+
+def test_amazon_debris_titles_fall_back_to_distinct_texts(tmp_path):
+    meta = _amazon_2018_meta(12)
+    reviews = [{"reviewerID": f"R{user}", "asin": record["asin"], "unixReviewTime": 1500000000 + user}
+               for record in meta for user in range(2)]
+    for name, records in (("All_Beauty_5.json", reviews), ("meta_All_Beauty.json", meta)):
+        (tmp_path / name).write_text("".join(json.dumps(record) + "\n" for record in records))
+    raw = read_dataset(tmp_path)
+    out = clean(raw.interactions, raw.items, CleaningConfig(k_core=1))
+    texts = out.items["text"]
+    assert texts.is_unique
+    assert not texts.str.contains("<|span|class=", regex=True).any()
+    assert texts.tolist()[:1] + texts.tolist()[6:9] + texts.tolist()[-1:] == [
+        "Brand 0. Cleanser number 0", "All Beauty > Serum 6", "All Beauty > Serum 7", "Cleanser number 8",
+        "Clay mask. Cleanser number 11"]
+    report = out.report
+    assert report["titles_replaced_empty"] == 10
+    assert (report["titles_from_brand"], report["titles_from_categories"], report["titles_from_description"],
+            report["titles_without_stand_in"]) == (6, 2, 2, 0)

@@ -46,8 +46,8 @@ def _interactions(rows, source_file):
     )
 
 
-def _items(rows, source_file):
-    """rows of (item, title, description, categories, line)."""
+def _items(rows, source_file, brands=None):
+    """rows of (item, title, description, categories, line); brands '' unless given."""
     ids, titles, descriptions, categories, lines = zip(*rows, strict=True)
     frame = pd.DataFrame(
         {
@@ -55,6 +55,7 @@ def _items(rows, source_file):
             "title": list(titles),
             "description": list(descriptions),
             "categories": pd.Series(list(categories), dtype=object),
+            "brand": list(brands or [""] * len(ids)),
             "source_file": source_file,
             "source_line": np.array(lines, dtype=np.int64),
         }
@@ -126,6 +127,12 @@ def test_generic_csv_reads_exact_frames(tmp_path):
     )
     pd.testing.assert_frame_equal(data.items, expected_items)
     assert data.report == {"blank_lines_skipped": 1, "duplicate_item_rows_dropped": 0}
+
+
+def test_generic_items_keep_an_optional_brand(tmp_path):
+    folder = _write(tmp_path, {"interactions.csv": "user_id,item_id,position\nu,a,0\nu,b,1\n",
+                               "items.csv": "item_id,title,brand\na,A, OPI \nb,B,\n"})
+    assert read_generic(folder).items["brand"].tolist() == ["OPI", ""]
 
 
 def test_generic_accepts_elapsed_s_and_position_only(tmp_path):
@@ -364,6 +371,7 @@ def test_amazon_2014_gz_with_python_literal_meta(tmp_path):
             ("A2", "", "", ["Beauty"], 3),
         ],
         "meta_Beauty.json.gz",
+        brands=["OPI", ""],
     )
     pd.testing.assert_frame_equal(data.items, expected_items)
     assert data.report == {"blank_lines_skipped": 1, "duplicate_item_rows_dropped": 1}
@@ -389,6 +397,7 @@ def test_amazon_2018_plain_json(tmp_path):
     row = data.items.iloc[0]
     assert (row["title"], row["description"]) == ("Lip Balm", "Soft and smooth")
     assert row["categories"] == ["All Beauty", "Lips"]
+    assert row["brand"] == "Lips"
 
 
 REVIEW = {"reviewerID": "R", "asin": "A", "unixReviewTime": 1}

@@ -5,7 +5,6 @@ import pandas as pd
 
 from genrec_assets.defs.codebooks.assets import VARIANT_INPUTS
 from genrec_assets.defs.expectations import zero_violations
-from genrec_assets.defs.partitions import dataset_partitions
 from genrec_assets.defs.resources import Warehouse
 from genrec_ml.warehouse import query
 
@@ -44,17 +43,17 @@ def icr_above_floor(warehouse: Warehouse, dataset: str, tokenizer: str, floor: f
 def _variant_checks(variant: str) -> list[dg.AssetChecksDefinition]:
     asset = f"{variant}_codebook"
 
-    @dg.asset_check(name="sids_complete", asset=asset, blocking=True, partitions_def=dataset_partitions,
+    @dg.asset_check(name="sids_complete", asset=asset, blocking=True,
                     additional_deps=["items"], description=sids_complete.__doc__)
     def _complete(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         return sids_complete(warehouse, context.partition_key, variant)
 
-    @dg.asset_check(name="sids_in_range", asset=asset, blocking=True, partitions_def=dataset_partitions,
+    @dg.asset_check(name="sids_in_range", asset=asset, blocking=True,
                     description=sids_in_range.__doc__)
     def _in_range(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         return sids_in_range(warehouse, context.partition_key, variant)
 
-    @dg.asset_check(name="icr_above_floor", asset=asset, blocking=True, partitions_def=dataset_partitions,
+    @dg.asset_check(name="icr_above_floor", asset=asset, blocking=True,
                     description=icr_above_floor.__doc__)
     def _icr(context: dg.AssetCheckExecutionContext, config: IcrFloorConfig,
              warehouse: Warehouse) -> dg.AssetCheckResult:

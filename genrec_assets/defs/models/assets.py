@@ -37,6 +37,7 @@ from genrec_ml.experiments import (
 from genrec_ml.inputs import warehouse_catalog, warehouse_splits
 from genrec_ml.model_specs import ModelSpec
 from genrec_ml.models.registry import input_kind
+from genrec_ml.tracking import MlflowLogger
 from genrec_ml.warehouse import append_evaluation, read_partition
 
 GROUP = "models"
@@ -115,33 +116,6 @@ def curve_figure(history: list[dict], title: str):
     metric_ax.set(xlabel="step", title="validation")
     metric_ax.legend()
     return fig
-
-
-class MlflowLogger:
-    """Training-loop callback: averaged losses every `every` steps and every validation record."""
-
-    def __init__(self, every: int = 50):
-        self.every, self.sums, self.count = every, {}, 0
-
-    def __call__(self, event: str, payload: dict) -> None:
-        import mlflow
-
-        if event == "step":
-            for key, value in payload.items():
-                if key.startswith("loss"):
-                    self.sums[key] = self.sums.get(key, 0.0) + value
-            self.count += 1
-            if payload["step"] % self.every == 0:
-                mlflow.log_metrics({k: v / self.count for k, v in self.sums.items()} | {"lr": payload["lr"]},
-                                   step=payload["step"])
-                self.sums, self.count = {}, 0
-        elif event == "eval":
-            mlflow.log_metrics({f"valid_{k}".replace("@", "_at_"): float(v) for k, v in payload.items()
-                                if k not in ("step", "epoch")}, step=payload["step"])
-        elif event in ("pars_step", "pars_eval"):  # REG4Rec's post-training: rewards, KL, clipping; validations
-            prefix = "pars_" if event == "pars_step" else "pars_valid_"
-            mlflow.log_metrics({f"{prefix}{k}".replace("@", "_at_"): float(v) for k, v in payload.items()
-                                if k != "step"}, step=payload["step"])
 
 
 def set_threads(threads: int) -> int:

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from genrec_assets.defs.partitions import dataset_partitions
 from genrec_assets.defs.resources import Warehouse
 from genrec_ml.warehouse import query
 
@@ -25,7 +24,7 @@ def beats_popularity(warehouse: Warehouse, dataset: str, model: str, variant: st
 
 def metrics_checks(prefix: str, model: str, variant: str) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(name="beats_popularity", asset=f"{prefix}_metrics", blocking=True,
-                    partitions_def=dataset_partitions, description=beats_popularity.__doc__)
+                    description=beats_popularity.__doc__)
     def _check(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
         return beats_popularity(warehouse, context.partition_key, model, variant)
 

@@ -1,16 +1,15 @@
 """Amazon Product Reviews dumps: reviews_*.json[.gz] or *_5.json[.gz] + meta_*.json[.gz].
 
 One record a line: the 2018 dumps are JSON, the 2014 ones python dict literals, so a line that is
-not JSON is tried as a literal. Metadata text is stripped of the HTML the scraped pages carry.
+not JSON is tried as a literal. Metadata text is stripped of the HTML the scraped pages carry,
+truncated tags included (`strip_markup`).
 """
 
 from __future__ import annotations
 
 import ast
 import gzip
-import html
 import json
-import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,11 +27,10 @@ from genrec_ml.data.readers.common import (
     _unknown,
 )
 from genrec_ml.errors import GenrecDataError
+from genrec_ml.text.markup import strip_markup
 
 AMAZON_REVIEWS = ["reviews_*.json", "reviews_*.json.gz", "*_5.json", "*_5.json.gz"]
 AMAZON_META = ["meta_*.json", "meta_*.json.gz"]
-_HTML_TAG = re.compile(r"</?[A-Za-z][^<>]*>")  # a tag starts with a letter: keeps "size < 5"
-_SPACES = re.compile(r"\s+")
 
 
 def read_amazon(folder: Path) -> RawDataset:
@@ -57,14 +55,15 @@ def _amazon_reviews(path: Path, report: dict[str, int]) -> pd.DataFrame:
 
 
 def _amazon_meta(path: Path, report: dict[str, int]) -> pd.DataFrame:
-    ids, titles, descriptions, categories, lines = [], [], [], [], []
+    ids, titles, descriptions, categories, brands, lines = [], [], [], [], [], []
     for line, record in _json_records(path, report):
         ids.append(_record_text(record, "asin", path, line))
         titles.append(_clean_html(record.get("title")))
         descriptions.append(_clean_html(record.get("description")))
         categories.append(_amazon_categories(record))
+        brands.append(_clean_html(record.get("brand")))
         lines.append(line)
-    return items_frame(ids, titles, descriptions, categories, path.name, lines)
+    return items_frame(ids, titles, descriptions, categories, path.name, lines, brands)
 
 
 def _amazon_categories(record: dict) -> list[str]:
@@ -79,13 +78,12 @@ def _amazon_categories(record: dict) -> list[str]:
 
 
 def _clean_html(value) -> str:
-    """Text without HTML tags, entities or whitespace runs; a list of strings is joined."""
+    """Text without markup or whitespace runs; a list of strings is joined."""
     if value is None:
         return ""
     if isinstance(value, list):
         value = " ".join(str(part) for part in value)
-    text = html.unescape(_HTML_TAG.sub(" ", str(value)))
-    return _SPACES.sub(" ", text).strip()
+    return strip_markup(str(value))
 
 
 def _json_records(path: Path, report: dict[str, int]) -> Iterator[tuple[int, dict]]:

@@ -148,7 +148,7 @@ def _drop_duplicate_items(
 
     id_field is the id's name in the source file, for the message.
     """
-    content = items[["item_id", "title", "description"]].assign(
+    content = items[["item_id", "title", "description", "brand"]].assign(
         categories=items["categories"].map("\x1f".join)
     )
     identical = content.duplicated()
@@ -159,8 +159,8 @@ def _drop_duplicate_items(
         second = items[repeated].iloc[0]
         first_line = items.loc[items["item_id"] == second["item_id"], "source_line"].iloc[0]
         raise GenrecDataError(
-            f"item '{second['item_id']}' appears again with a different title, description or "
-            f"categories (first at line {first_line}); keep one row per item",
+            f"item '{second['item_id']}' appears again with a different title, description, "
+            f"categories or brand (first at line {first_line}); keep one row per item",
             path=path,
             line=int(second["source_line"]),
             field=id_field,

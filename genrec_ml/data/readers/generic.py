@@ -33,7 +33,8 @@ GENERIC_ITEMS = ["items.csv", "items.parquet"]
 
 def read_generic(folder: Path) -> RawDataset:
     """interactions (user_id, item_id, timestamp or elapsed_s, position) and items (item_id,
-    title, description, categories 'a|b', attributes 'a b'); parquet files hold the same columns."""
+    title, description, brand, categories 'a|b', attributes 'a b'); parquet files hold the same
+    columns."""
     folder = _existing_folder(folder)
     report = _new_report()
     interactions_path = _one_file(folder, GENERIC_INTERACTIONS, "interactions")
@@ -75,6 +76,7 @@ def _generic_items(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         combined,
         path.name,
         frame["source_line"],
+        frame.get("brand", blank),
     )
 
 
