@@ -1,5 +1,7 @@
 """Shared helpers for the asset tests: every asset and check, materialized in process."""
 
+import contextlib
+import functools
 from pathlib import Path
 
 import dagster as dg
@@ -59,6 +61,18 @@ def tiny_training(prefix: str, tokenizer: str = "rq_kmeans", model_settings=None
             f"{prefix}_metrics": {"config": {"threads": 1}}}
 
 
+_KEEP_OPEN = contextlib.ExitStack()  # referenced here, so the instance's temp folder outlives every test
+
+
+@functools.cache
+def shared_instance() -> dg.DagsterInstance:
+    """One instance for the whole test process, where the dataset partitions live. Dagster caches
+    its definitions-load context process-wide with a weak reference to an instance, so an instance
+    per test would be collected under that context and break the next materialization; this one is
+    never closed. `instance_for_test` (not `ephemeral`) because schedule contexts need an instance ref."""
+    return _KEEP_OPEN.enter_context(dg.instance_for_test())
+
+
 def materialize(warehouse_path, partition="synthetic", run_config=None, data_root="", selection=None,
                 raise_on_error=True):
     """Run config defaults to the tiny synthetic size for full runs and to none for selections."""
@@ -67,8 +81,9 @@ def materialize(warehouse_path, partition="synthetic", run_config=None, data_roo
     if selection is None:
         selection = DATA_SELECTION
     runtime = Path(warehouse_path).parent
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("datasets", [partition])
+    instance = shared_instance()
+    if not instance.has_dynamic_partition("datasets", partition):
+        instance.add_dynamic_partitions("datasets", [partition])
     return dg.materialize(
         [*ALL_ASSETS, *ALL_CHECKS], partition_key=partition, run_config=run_config, selection=selection,
         resources={"warehouse": Warehouse(path=str(warehouse_path)), "data_root": DataRoot(path=str(data_root)),

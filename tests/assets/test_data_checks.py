@@ -8,6 +8,7 @@ from genrec_assets.defs.data.checks import ItemsTextsDistinctConfig, _items_text
 from genrec_assets.defs.partitions import dataset_partitions
 from genrec_assets.defs.resources import Warehouse
 from genrec_ml import warehouse
+from tests.assets.pipeline import shared_instance
 
 SHARED = '<span class="a-size-medium a-color-secondary". Category: All Beauty'
 
@@ -67,8 +68,9 @@ def test_only_a_blocking_config_stops_downstream_assets(tmp_path, blocking):
     def item_text_embeddings() -> None:
         pass
 
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("datasets", ["d"])
+    instance = shared_instance()
+    if not instance.has_dynamic_partition("datasets", "d"):
+        instance.add_dynamic_partitions("datasets", ["d"])
     result = dg.materialize(
         [items, item_text_embeddings, _items_texts_distinct], partition_key="d", instance=instance,
         resources={"warehouse": wh}, raise_on_error=False,

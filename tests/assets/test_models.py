@@ -8,7 +8,7 @@ import pytest
 from genrec_assets.defs.jobs import nightly_datasets, nightly_retraining
 from genrec_ml import warehouse
 from genrec_ml.experiments import read_run_info
-from tests.assets.pipeline import TINY_CODEBOOK, materialize, tiny_training
+from tests.assets.pipeline import TINY_CODEBOOK, materialize, shared_instance, tiny_training
 
 pytestmark = pytest.mark.slow
 SELECTION = ["rq_kmeans_codebook", "popularity_metrics", "tiger_checkpoint", "tiger_metrics"]
@@ -67,16 +67,17 @@ def test_nightly_schedule_requests_one_run_per_configured_dataset(monkeypatch):
     import dagster as dg
 
     night = __import__("datetime").datetime(2026, 11, 23, 2)
-    with dg.instance_for_test() as instance:  # a schedule context needs an instance with a ref
-        instance.add_dynamic_partitions("datasets", ["synthetic", "amazon-beauty"])
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=night)
-        assert [r.partition_key for r in nightly_retraining(context)] == ["synthetic", "amazon-beauty"]
-        monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic")
-        requests = nightly_retraining(context)
-        assert [(r.partition_key, r.run_key) for r in requests] == [("synthetic", "synthetic-2026-11-23")]
-        monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic,nope")
-        with pytest.raises(ValueError, match="nope"):
-            nightly_datasets(instance)
+    instance = shared_instance()  # a schedule context needs an instance with a ref
+    missing = [key for key in ("synthetic", "amazon-beauty") if not instance.has_dynamic_partition("datasets", key)]
+    instance.add_dynamic_partitions("datasets", missing)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=night)
+    assert {"synthetic", "amazon-beauty"} <= {r.partition_key for r in nightly_retraining(context)}
+    monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic")
+    requests = nightly_retraining(context)
+    assert [(r.partition_key, r.run_key) for r in requests] == [("synthetic", "synthetic-2026-11-23")]
+    monkeypatch.setenv("GENREC_NIGHTLY_DATASETS", "synthetic,nope")
+    with pytest.raises(ValueError, match="nope"):
+        nightly_datasets(instance)
 
 
 @pytest.fixture(scope="module")
