@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from genrec_ml import preflight, reproduce, tracking
+from genrec_ml.derived import derive_experiment
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.experiments import (
     Experiment,
@@ -93,6 +94,11 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-batch-size", type=int, default=256)
     train.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
     train.add_argument("--evaluate-only", action="store_true", help="rank with the workdir's best.pt")
+    train.add_argument("--start-from", type=Path, default=None,
+                       help="a finished run's workdir whose weights this run starts from instead of training "
+                            "(settings may differ only after pre-training; see genrec_ml.derived)")
+    train.add_argument("--start-stage", choices=("pretrained", "final"), default="pretrained",
+                       help="with --start-from: its weights before post-training, or its best.pt")
     add_tracking_arguments(train)
     train.set_defaults(command=run_train)
 
@@ -237,8 +243,9 @@ def train_tracked(args: argparse.Namespace, experiment: Experiment,
     run = start_tracking(args, experiment, bundle.dataset, curves)
     curves.start(run.run_id if run else None)
     logger = tracking.CurveLogger(curves.append, *([run.log_point] if run else []), skip=curves.keys)
+    start = (args.start_from, args.start_stage) if args.start_from is not None else None
     with tracking.ended_on_error(run):
-        return train_and_report(experiment, bundle, workdir, progress, logger), run
+        return train_and_report(experiment, bundle, workdir, progress, logger, start=start), run
 
 
 def start_tracking(args: argparse.Namespace, experiment: Experiment, dataset: str,
@@ -262,9 +269,17 @@ def start_tracking(args: argparse.Namespace, experiment: Experiment, dataset: st
 
 
 def train_and_report(experiment: Experiment, bundle: Bundle, workdir: Path, progress: ProgressFile,
-                     *callbacks: Callback) -> dict:
-    trained = train_experiment(experiment, bundle.splits, bundle.catalog, workdir,
-                               callback=tracking.fan_out(progress, *callbacks))
+                     *callbacks: Callback, start: tuple[Path, str] | None = None) -> dict:
+    """Train (or, with `start` = (source workdir, stage), start from that run's weights) and say how it went."""
+    callback = tracking.fan_out(progress, *callbacks)
+    if start is not None:
+        trained = derive_experiment(experiment, bundle.splits, bundle.catalog, workdir, *start, callback=callback)
+        progress.evaluating()
+        post = trained.post_training
+        print(f"started from the {start[1]} weights of {start[0]}"
+              + (f"; post-trained {post.steps} steps in {post.seconds:.0f} s" if post is not None else ""))
+        return trained.info
+    trained = train_experiment(experiment, bundle.splits, bundle.catalog, workdir, callback=callback)
     progress.evaluating()
     print(f"trained {trained.result.steps} steps in {trained.result.seconds:.0f} s; best valid "
           + ", ".join(f"{k} {v:.4f}" for k, v in trained.result.best_metrics.items() if "@" in k or k == "mrr"))

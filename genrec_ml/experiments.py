@@ -222,11 +222,11 @@ def train_experiment(
     _check_catalog(experiment, catalog)
     config = experiment.train_config()
     training = workdir / "training"
-    fingerprint = _fingerprint(experiment, config, catalog, examples)
+    fingerprint = run_fingerprint(experiment, config, catalog, examples)
     processes = start_processes(config.device)
     try:
         if processes.is_main:
-            _prepare_training_dir(training, fingerprint)
+            prepare_training_dir(training, fingerprint)
         wait_for_all(processes)  # no rank looks for last.pt before a stale training folder is gone
         model = build_experiment_model(experiment, catalog)
         result = train(model, examples["train"], examples["valid"],
@@ -245,7 +245,7 @@ def train_experiment(
     }
     post = None
     if getattr(model.config, "pars_steps", 0) > 0:
-        post = _post_train(model, result, examples, catalog, config, training, callback)
+        post = post_train_from(model, result, examples, catalog, config, training, callback)
         shutil.copyfile(result.best_checkpoint_path, workdir / "pretrained.pt")
         save_atomic(model_payload(model), result.best_checkpoint_path)
         info["pretrain_best_valid"] = info["best_valid"]
@@ -259,9 +259,9 @@ def train_experiment(
     return TrainedModel(best, result, info, post)
 
 
-def _post_train(model, result: TrainResult, examples: dict[str, pd.DataFrame], catalog: Catalog, config: TrainConfig,
-                training: Path, callback: Callback | None):
-    """REG4Rec's PARS from the best pre-trained weights (resumable in `training/pars`)."""
+def post_train_from(model, result: TrainResult, examples: dict[str, pd.DataFrame], catalog: Catalog,
+                    config: TrainConfig, training: Path, callback: Callback | None):
+    """REG4Rec's PARS from the pre-trained weights in `result.best_checkpoint_path` (resumable in `training/pars`)."""
     from genrec_ml.rl.pars import post_train
 
     if not catalog.codeword_vectors:
@@ -422,7 +422,7 @@ def _check_catalog(experiment: Experiment, catalog: Catalog) -> None:
                                   "is older than the items table, re-materialize it", field="sids")
 
 
-def _fingerprint(experiment: Experiment, config: TrainConfig, catalog: Catalog,
+def run_fingerprint(experiment: Experiment, config: TrainConfig, catalog: Catalog,
                  examples: dict[str, pd.DataFrame]) -> str:
     """Changes whenever the run would differ: settings, catalog codes or the examples."""
     digest = hashlib.sha256(json.dumps([asdict(experiment), asdict(config)], sort_keys=True, default=str).encode())
@@ -436,7 +436,7 @@ def _fingerprint(experiment: Experiment, config: TrainConfig, catalog: Catalog,
     return digest.hexdigest()[:16]
 
 
-def _prepare_training_dir(training: Path, fingerprint: str) -> None:
+def prepare_training_dir(training: Path, fingerprint: str) -> None:
     """Keep an interrupted run of the same experiment on the same data; anything else starts over."""
     stamp = training / "fingerprint"
     if training.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):

@@ -30,6 +30,10 @@ class ModelSpec:
     asset_prefix: str = ""  # defaults to the model name
     group: str = "models"  # asset group in the UI: models (TIGER), reasoning, *_ablations, baselines
     n_coarse: int | None = None  # S²GR: recluster the codebook at this C instead of its stored clusters
+    # start from the weights of the variant with this prefix (same dataset and seed) instead of
+    # training: "pretrained" = before its post-training, "final" = its best.pt (genrec_ml.derived)
+    source: str = ""
+    source_stage: str = "pretrained"
 
     @property
     def prefix(self) -> str:
@@ -80,17 +84,18 @@ CARE_ABLATIONS = [
 ]
 
 # REG4Rec Table 3; the θ and h sweeps of Figure 3 are model settings (corp_threshold, msra_horizon) of any of these.
+# w/o PARS, w/o MSRA and w/o CORP differ from REG4Rec only after pre-training: they start from its weights.
 REG4REC_ABLATIONS = [
     ModelSpec("reg4rec", variant="wo_mpq", tokenizer="rq_vae_8x300", model_settings={"dynamic_order": False},
               asset_prefix="reg4rec_wo_mpq", group="reg4rec_ablations"),
     ModelSpec("reg4rec", variant="wo_crss", tokenizer="mpq", model_settings={"dynamic_order": False},
               asset_prefix="reg4rec_wo_crss", group="reg4rec_ablations"),
     ModelSpec("reg4rec", variant="wo_pars", tokenizer="mpq", model_settings={"pars_steps": 0},
-              asset_prefix="reg4rec_wo_pars", group="reg4rec_ablations"),
+              asset_prefix="reg4rec_wo_pars", group="reg4rec_ablations", source="reg4rec"),
     ModelSpec("reg4rec", variant="wo_msra", tokenizer="mpq", model_settings={"msra_horizon": 1},
-              asset_prefix="reg4rec_wo_msra", group="reg4rec_ablations"),
+              asset_prefix="reg4rec_wo_msra", group="reg4rec_ablations", source="reg4rec"),
     ModelSpec("reg4rec", variant="wo_corp", tokenizer="mpq", model_settings={"corp": False},
-              asset_prefix="reg4rec_wo_corp", group="reg4rec_ablations"),
+              asset_prefix="reg4rec_wo_corp", group="reg4rec_ablations", source="reg4rec", source_stage="final"),
 ]
 
 BASELINES = [
@@ -109,6 +114,9 @@ BASELINES = [
 MODEL_SPECS = [*CORE, *REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *BASELINES]
 SPECS_BY_PREFIX = {s.prefix: s for s in MODEL_SPECS}
 assert len(SPECS_BY_PREFIX) == len(MODEL_SPECS), "two model specs share an asset prefix"
+assert all(not s.source or (s.source in SPECS_BY_PREFIX and not SPECS_BY_PREFIX[s.source].source
+                            and SPECS_BY_PREFIX[s.source].codes == s.codes) for s in MODEL_SPECS), \
+    "a variant starts from a trained variant of the same codes"
 
 
 def spec(prefix: str) -> ModelSpec:

@@ -67,6 +67,7 @@ class Run:
     workdir: Path
     experiment: Experiment
     status: str = "train"  # train | resume (training/last.pt) | retrain (settings changed) | done (skipped)
+    source: Run | None = None  # the run whose weights this one starts from (ModelSpec.source)
 
     @property
     def name(self) -> str:
@@ -150,7 +151,7 @@ def plan_runs(bundles_dir: Path, prefixes: list[str], seeds: list[int], profile:
               datasets: list[str] | None = None, scheme: str = "loo", model_settings: dict | None = None,
               train_settings: dict | None = None, device: str | None = None) -> list[Run]:
     """Every (dataset, model, seed) run and its bundle; a missing bundle is an error naming its export command."""
-    specs = [spec(p) for p in prefixes]
+    specs = with_sources([spec(p) for p in prefixes])
     if not specs or not seeds:
         raise GenrecConfigError("models" if not specs else "seeds", "name at least one")
     by_key: dict[tuple, BundleInfo] = {}
@@ -185,9 +186,23 @@ def plan_runs(bundles_dir: Path, prefixes: list[str], seeds: list[int], profile:
                               + "\n  or all at once: "
                               + "; ".join(export_bundles_command(d, prefixes, scheme, bundles_dir) for d in datasets),
                               path=bundles_dir)
+    by_name = {run.name: run for run in runs}
     for run in runs:
+        if run.spec.source:
+            run.source = by_name[f"{run.dataset}/{run.spec.source}/seed{run.seed}"]
         run.status = run_status(run)
     return runs
+
+
+def with_sources(specs: list[ModelSpec]) -> list[ModelSpec]:
+    """`specs` with each one's source variant placed before it when not asked for (it has to be trained)."""
+    planned = []
+    for model_spec in specs:
+        if model_spec.source and spec(model_spec.source) not in planned:
+            planned.append(spec(model_spec.source))
+        if model_spec not in planned:
+            planned.append(model_spec)
+    return planned
 
 
 def run_status(run: Run) -> str:
@@ -209,7 +224,9 @@ def train_command(run: Run, threads: int) -> list[str]:
             "--model", e.model, "--variant", e.variant, "--profile", e.profile, "--seed", str(e.seed),
             "--workdir", str(run.workdir.resolve()), "--threads", str(threads),
             "--model-settings", json.dumps(e.model_overrides), "--train-settings", json.dumps(e.train_overrides),
-            "--eval-ks", *[str(k) for k in e.eval_ks], "--eval-beam-width", str(e.eval_beam_width)]
+            "--eval-ks", *[str(k) for k in e.eval_ks], "--eval-beam-width", str(e.eval_beam_width),
+            *(["--start-from", str(run.source.workdir.resolve()), "--start-stage", run.spec.source_stage]
+              if run.source is not None else [])]
 
 
 def describe(runs: list[Run], pool: Pool) -> str:
@@ -238,12 +255,15 @@ def run_all(runs: list[Run], pool: Pool, out: Path, report_seconds: float = 30.0
     if any(job.state == "skipped" for job in jobs):
         print(f"skipping {sum(job.state == 'skipped' for job in jobs)} runs already done with these settings")
     queue, active = deque(job for job in jobs if job.state == "queued"), []
+    by_run = {id(job.run): job for job in jobs}
     restore = _stop_on_sigterm()
     next_report = time.monotonic() + report_seconds
     try:
         while queue or active:
-            while queue and len(active) < pool.parallel:
-                active.append(_launch(queue.popleft(), pool.threads))
+            while len(active) < pool.parallel and (job := _next_ready(queue, by_run)) is not None:
+                active.append(_launch(job, pool.threads))
+            if queue and not active and _next_ready(queue, by_run, peek=True) is None:  # cannot happen: sources
+                raise RuntimeError(f"runs wait on sources that will never run: {[j.run.name for j in queue]}")
             for job in [job for job in active if job.process.poll() is not None]:
                 _finish(job)
                 active.remove(job)
@@ -269,6 +289,22 @@ def run_all(runs: list[Run], pool: Pool, out: Path, report_seconds: float = 30.0
         print(f"failed: {job.run.name} (exit {job.returncode}): {_last_line(job.run.workdir / LOG_FILE)}\n"
               f"  log: {job.run.workdir / LOG_FILE}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _next_ready(queue: deque, by_run: dict[int, Job], peek: bool = False) -> Job | None:
+    """The first queued job whose source run (if any) has finished (removed from the queue unless
+    `peek`); jobs whose source failed fail too."""
+    for job in list(queue):
+        source = by_run.get(id(job.run.source)) if job.run.source is not None else None
+        if source is not None and source.state == "failed":
+            queue.remove(job)
+            job.state = "failed"
+            print(f"not run: {job.run.name} starts from {source.run.name}, which failed", file=sys.stderr)
+        elif source is None or source.state in ("done", "skipped"):
+            if not peek:
+                queue.remove(job)
+            return job
+    return None
 
 
 def _launch(job: Job, threads: int) -> Job:

@@ -57,8 +57,10 @@ reg4rec_ablations_job = _model_job(
     dg.AssetSelection.groups("reg4rec_ablations")
     | dg.AssetSelection.assets("mpq_codebook", "reg4rec_checkpoint", "reg4rec_metrics"),
     "REG4Rec and its ablations (REG4Rec Table 3: w/o MPQ on an 8 x 300 RQ-VAE, w/o CRSS, w/o PARS, w/o MSRA, "
-    "w/o CORP) on one dataset; `metrics.variant` tells them apart. The θ / h sweeps: set model_settings "
-    "corp_threshold / msra_horizon in the launchpad.")
+    "w/o CORP) on one dataset; `metrics.variant` tells them apart. w/o PARS, w/o MSRA and w/o CORP start "
+    "from reg4rec_checkpoint's weights (pre-trained, or final for w/o CORP) instead of pre-training again. "
+    "The θ / h sweeps: `python -m genrec_ml.cli train --start-from <reg4rec run> --start-stage final "
+    "(θ: corp_threshold) or pretrained (h: msra_horizon)`.")
 MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job, reg4rec_ablations_job]
 
 

@@ -38,6 +38,16 @@ expanded only when needed) to have consistent replacements at hand. The paper le
 every = 1 checks consecutive steps, eq. 13's pairs. The returned `log_probs` are each path's
 score; with CORP they fall within the consistent results and within the pruned ones.
 
+Renormalised scores (`renormalise=True`): each open codebook's log-probs are renormalised over the
+codes the catalog still allows on the beam before they are added, log S_k(c) - log Σ_{c' allowed}
+S_k(c'). The paper does not say whether S is constrained; we follow constrained decoding's reading of
+"confidence among the valid choices". It matters for parallel codebooks: once a prefix names a single
+item its remaining codes are forced, and the raw scores would add the model's guess of them (on
+amazon-beauty after pre-training: about -5 nats per step, near uniform over 300 codes, as the model has
+not memorised which codes complete each item) as noise to every path, while renormalised they add 0
+and the ranking rests on the steps that chose between items. A forced code also becomes the most
+confident candidate (score 0), so CRSS fills forced codebooks before open choices.
+
 `dynamic=False` is "w/o CRSS": positions are filled in the fixed order 0, 1, ..., L-1 (the search is
 then ordinary left-to-right beam search, and the reference of its tests).
 """
@@ -120,8 +130,8 @@ def js_divergence_log(log_p: Tensor, log_q: Tensor) -> Tensor:
 
 @torch.no_grad()
 def crss_beam_search(stepper: SetStepper, constraint: Constraint, batch_size: int, beam_width: int, top_k: int, *,
-                     dynamic: bool = True, corp: Corp | None = None, stats: SearchStats | None = None
-                     ) -> SetSearchResult:
+                     dynamic: bool = True, corp: Corp | None = None, stats: SearchStats | None = None,
+                     renormalise: bool = False) -> SetSearchResult:
     """Top-`top_k` catalog items per user; the last position of `constraint` is filled last."""
     _check_search_args(batch_size, beam_width, top_k)
     sizes = constraint.codebook_sizes
@@ -151,7 +161,8 @@ def crss_beam_search(stepper: SetStepper, constraint: Constraint, batch_size: in
         first = _first_beams(scores, flagged, beam_width)
         spare = ~first & torch.isfinite(scores)
         expand = partial(_expand, log_probs=log_probs.float(), filled=filled, constraint=constraint, cstate=cstate,
-                         step=step, n_free=n_free, dynamic=dynamic, k_max=k_max, n=n_take)
+                         step=step, n_free=n_free, dynamic=dynamic, k_max=k_max, n=n_take,
+                         renormalise=renormalise)
         # candidates in priority order: the first beams', then the spares' (each consistent paths
         # before pruned ones); a group is expanded only where the ones before it leave users short
         groups = [first & ~flagged, spare & ~flagged, first & flagged, spare & flagged]
@@ -208,20 +219,22 @@ def _first_beams(scores: Tensor, flagged: Tensor, beam_width: int) -> Tensor:
 
 
 def _expand(scores: Tensor, log_probs: Tensor, filled: Tensor, constraint: Constraint, cstate, step: int,
-            n_free: int, dynamic: bool, k_max: int, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+            n_free: int, dynamic: bool, k_max: int, n: int, renormalise: bool = False
+            ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The best `n` (beam, position, code) candidates per user of the beams with finite `scores`:
     `(scores, parent rows, positions, codes)`, each (B, n'), best first."""
     batch_size, width = scores.shape
     n_levels = filled.shape[1]
-    candidates = _candidates(scores, log_probs, filled, constraint, cstate, step, n_free, dynamic, k_max)
+    candidates = _candidates(scores, log_probs, filled, constraint, cstate, step, n_free, dynamic, k_max, renormalise)
     top, flat = candidates.topk(min(n, candidates.shape[1]), dim=1)
     users = torch.arange(batch_size, device=flat.device)[:, None]
     return top, users * width + flat // (n_levels * k_max), (flat // k_max) % n_levels, flat % k_max
 
 
 def _candidates(scores: Tensor, log_probs: Tensor, filled: Tensor, constraint: Constraint, cstate, step: int,
-                n_free: int, dynamic: bool, k_max: int) -> Tensor:
-    """(B, w * L * K_max) summed log-probability of every (beam, position, code), -inf where not allowed."""
+                n_free: int, dynamic: bool, k_max: int, renormalise: bool = False) -> Tensor:
+    """(B, w * L * K_max) summed log-probability of every (beam, position, code), -inf where not allowed;
+    with `renormalise`, each position's log-probs renormalised over its allowed codes first."""
     rows, n_levels = filled.shape
     if step >= n_free:
         open_positions = [n_levels - 1]
@@ -232,7 +245,10 @@ def _candidates(scores: Tensor, log_probs: Tensor, filled: Tensor, constraint: C
     for position in open_positions:
         k = constraint.codebook_sizes[position]
         allowed = constraint.valid_next(cstate, position).to(log_probs.device) & (filled[:, position] < 0)[:, None]
-        candidates[:, position, :k] = (base + log_probs[:, position, :k]).masked_fill(~allowed, NEG_INF)
+        step_scores = log_probs[:, position, :k].masked_fill(~allowed, NEG_INF)  # (R, K)
+        if renormalise:  # rows with no allowed code stay -inf (logsumexp -inf is replaced by 0)
+            step_scores = step_scores - step_scores.logsumexp(dim=1, keepdim=True).nan_to_num(neginf=0.0)
+        candidates[:, position, :k] = base + step_scores
     return candidates.view(scores.shape[0], -1)
 
 
@@ -268,7 +284,7 @@ def _results(scores: Tensor, flagged: Tensor, items: Tensor, orders: Tensor, top
 
 @torch.no_grad()
 def brute_force_set_topk(stepper: SetStepper, sids: Tensor, batch_size: int, top_k: int, *, dynamic: bool = True,
-                         corp: Corp | None = None) -> tuple[Tensor, Tensor]:
+                         corp: Corp | None = None, renormalise: bool = False) -> tuple[Tensor, Tensor]:
     """Plain reference of the search's definition, without a beam limit: python loops over sets.
 
     Per user, paths are grouped by the set of catalog items they can still become and each group
@@ -295,13 +311,15 @@ def brute_force_set_topk(stepper: SetStepper, sids: Tensor, batch_size: int, top
                     open_positions = [n_levels - 1]
                 else:
                     open_positions = [p for p in range(n_free) if p not in filled] if dynamic else [step]
+                consistent_items = [item for item in range(len(sids))
+                                    if all(int(sids[item, p]) == c for p, c in filled.items())]
                 for position in open_positions:
-                    for item in range(len(sids)):
-                        if any(int(sids[item, p]) != c for p, c in filled.items()):
-                            continue
+                    codes = sorted({int(sids[item, position]) for item in consistent_items})
+                    norm = float(torch.logsumexp(log_probs[0, position, codes], dim=0)) if renormalise else 0.0
+                    for item in consistent_items:
                         code = int(sids[item, position])
                         new_path = (*path, (position, code))
-                        rank = (consistent, score + float(log_probs[0, position, code]))
+                        rank = (consistent, score + float(log_probs[0, position, code]) - norm)
                         key = frozenset(_items_of(sids, new_path)) if dynamic else new_path
                         if key not in grown or rank > grown[key][0]:
                             grown[key] = (rank, new_path)

@@ -63,6 +63,9 @@ class Reg4RecConfig(TigerConfig):
     corp: bool = True  # False = "w/o CORP"
     corp_threshold: float = 0.06  # θ
     corp_every: int = 1  # s: the paper leaves it open; 1 checks consecutive steps as eq. 13 does
+    # CRSS scores each open codebook's codes renormalised over the codes the catalog still allows
+    # (genrec_ml.decoding.crss: forced codes add 0, not the model's guess); paper silent
+    renormalise: bool = False
     # PARS post-training (genrec_ml.rl.pars); 0 steps = "w/o PARS"
     pars_steps: int = 200
     pars_users: int = 64  # users per GRPO step
@@ -108,6 +111,12 @@ class Reg4Rec(Tiger):
     name = "reg4rec"
     config_class = Reg4RecConfig
     profiles = PROFILES  # registry: REG4Rec's own architecture per profile, not TIGER's
+    # config fields that pre-training never reads, so a run differing only in them may start from
+    # another run's weights (genrec_ml.derived): decoding alone, and PARS (with its MSRA and LADQ)
+    inference_fields = ("corp", "corp_threshold", "corp_every", "renormalise")
+    post_training_fields = ("pars_steps", "pars_users", "pars_group", "pars_lr", "pars_epsilon", "pars_kl_beta",
+                            "pars_eval_every", "msra_horizon", "msra_decay", "path_top_n", "path_max_errors",
+                            "ladq", "ladq_every", "ladq_budget")
 
     def __init__(self, config: Reg4RecConfig):
         super().__init__(config)
@@ -207,7 +216,8 @@ class Reg4Rec(Tiger):
         try:
             stepper = self.stepper(batch)
             result = crss_beam_search(stepper, constraint, stepper.batch_size, beam_width, top_k,
-                                      dynamic=self.config.dynamic_order, corp=self.corp(), stats=self.search_stats)
+                                      dynamic=self.config.dynamic_order, corp=self.corp(), stats=self.search_stats,
+                                      renormalise=self.config.renormalise)
             self.search_stats.count_orders(result.orders[:, 0])
             return result
         finally:

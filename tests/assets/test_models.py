@@ -1,6 +1,7 @@
 """TIGER and the popularity floor trained and evaluated as assets on the tiny `synthetic` partition."""
 
 import shutil
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -153,7 +154,8 @@ def test_every_reasoning_variant_and_baseline_materializes_on_tiny_synthetic(tra
     shutil.copytree(source.parent / "artifacts", tmp_path / "artifacts")
     specs = [*REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *BASELINES]
     # the variants whose point is their codes keep them; the rest share the fastest codebook
-    codes = {"s2gr_wo_coba": "rq_vae", "care_letter": "letter", "reg4rec": "mpq", "reg4rec_wo_mpq": "rq_vae_8x300"}
+    codes = {"s2gr_wo_coba": "rq_vae", "care_letter": "letter", "reg4rec": "mpq", "reg4rec_wo_mpq": "rq_vae_8x300",
+             **{s.prefix: "mpq" for s in REG4REC_ABLATIONS if s.source}}  # those start from reg4rec's weights
     item_settings = {"d_model": 16}  # a field every item-id model has
     needed = ("rq_vae", "letter", "mpq", "rq_vae_8x300")
     ops = {**{k: v for k, v in TINY_CODEBOOKS["ops"].items() if k.split("_codebook")[0] in needed}}
@@ -172,6 +174,9 @@ def test_every_reasoning_variant_and_baseline_materializes_on_tiny_synthetic(tra
     with warehouse.connect(path, read_only=True) as con:
         written = set(con.execute("SELECT DISTINCT model, variant FROM metrics WHERE model <> 'popularity'").fetchall())
     assert {(spec.model, spec.variant) for spec in specs} <= written
+    artifacts = tmp_path / "artifacts" / "synthetic" / "models"
+    started = read_run_info(artifacts / "reg4rec_wo_pars")["derived_from"]["workdir"]
+    assert Path(started).resolve() == (artifacts / "reg4rec").resolve()
 
 
 def test_a_bundle_run_outside_dagster_reproduces_the_asset_metrics(trained_warehouse, tmp_path):

@@ -41,22 +41,49 @@ def test_token_set_constraint_agrees_with_the_dense_reference_in_any_fill_order(
     assert fast.item_ids(state).tolist() == [5]
 
 
+@pytest.mark.parametrize("renormalise", [False, True])
 @pytest.mark.parametrize("dynamic", [True, False])
 @pytest.mark.parametrize("threshold", [None, 0.002, 0.01])
-def test_wide_crss_search_equals_the_exhaustive_reference(dynamic, threshold):
+def test_wide_crss_search_equals_the_exhaustive_reference(dynamic, threshold, renormalise):
     sids = set_catalog(12)
     model = tiny_reg4rec(12, dynamic_order=dynamic)
     corp = Corp(threshold) if threshold is not None else None
     stats = SearchStats()
     found = crss_beam_search(model.stepper(batch(model)), TokenSetConstraint.from_sids(sids, SIZES), 2, 300, 6,
-                             dynamic=dynamic, corp=corp, stats=stats)
-    items, scores = brute_force_set_topk(model.stepper(batch(model)), sids, 2, 6, dynamic=dynamic, corp=corp)
+                             dynamic=dynamic, corp=corp, stats=stats, renormalise=renormalise)
+    items, scores = brute_force_set_topk(model.stepper(batch(model)), sids, 2, 6, dynamic=dynamic, corp=corp,
+                                         renormalise=renormalise)
     assert torch.equal(found.item_ids, items)
     assert torch.allclose(found.log_probs, scores, atol=1e-5)
     if threshold == 0.01:
         assert 0 < stats.pruned < stats.checked  # the thresholds chosen so that CORP does something
     if not dynamic:
         assert (found.orders[found.item_ids >= 0] == torch.arange(4)).all()
+
+
+def test_renormalised_scores_by_hand():
+    """Two items {0: (a0, b0, d0), 1: (a0, b1, d0)} in fixed order: position 0 is forced (adds 0), position 1
+    chooses between b0 and b1 with their probabilities renormalised over the two, position 2 is forced."""
+    sids = torch.tensor([[0, 0, 0], [0, 1, 0]])
+    log_probs = torch.log(torch.tensor([[0.2, 0.3, 0.5], [0.1, 0.3, 0.6], [0.4, 0.4, 0.2]]))  # (L=3, K=3)
+
+    class Fixed:  # the same per-position distributions at every step
+        def start(self, batch_size):
+            return None
+
+        def step(self, state, positions, codes):
+            rows = 1 if positions is None else len(positions)
+            return log_probs.expand(rows, -1, -1), None, None
+
+        def reorder(self, state, rows):
+            return None
+
+    found = crss_beam_search(Fixed(), TokenSetConstraint.from_sids(sids, (3, 3, 3)), 1, 4, 2, dynamic=False,
+                             renormalise=True)
+    assert found.item_ids.tolist() == [[1, 0]]
+    assert torch.allclose(found.log_probs, torch.log(torch.tensor([[0.75, 0.25]])))
+    raw = crss_beam_search(Fixed(), TokenSetConstraint.from_sids(sids, (3, 3, 3)), 1, 4, 2, dynamic=False)
+    assert torch.allclose(raw.log_probs, torch.log(torch.tensor([[0.2 * 0.3 * 0.4, 0.2 * 0.1 * 0.4]])))
 
 
 def test_a_narrow_search_returns_distinct_catalog_items_and_width_one_is_eq_5():

@@ -20,6 +20,7 @@ import torch
 
 from genrec_assets.defs.partitions import dataset_partitions
 from genrec_assets.defs.resources import Artifacts, Tracking, Warehouse
+from genrec_ml.derived import derive_experiment
 from genrec_ml.experiments import (
     Catalog,
     Evaluation,
@@ -126,10 +127,14 @@ def set_threads(threads: int) -> int:
 def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     kind = input_kind(spec.model)
     deps = ["splits", "items"] + ([f"{spec.tokenizer}_codebook"] if kind == "sids" else [])
+    deps += [f"{spec.source}_checkpoint"] if spec.source else []
+    started = (f" Starts from the {spec.source_stage} weights of {spec.source}_checkpoint (same seeds) instead of "
+               "pre-training again: it differs from it only after pre-training." if spec.source else "")
 
     @dg.asset(name=f"{spec.prefix}_checkpoint", partitions_def=dataset_partitions, group_name=spec.group, deps=deps,
               description=f"{spec.model} ({spec.variant}) trained on the dataset's train split, best weights by "
-                          "validation NDCG@10; best.pt and run.json in the artifacts folder, the run in MLflow.")
+                          "validation NDCG@10; best.pt and run.json in the artifacts folder, the run in MLflow."
+                          + started)
     def _asset(context: dg.AssetExecutionContext, config: TrainRunConfig, warehouse: Warehouse,
                artifacts: Artifacts, tracking: Tracking) -> dg.MaterializeResult:
         dataset = context.partition_key
@@ -139,24 +144,31 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         splits = load_splits(warehouse, dataset)
         folder = artifacts.folder(dataset, "models", spec.prefix)
         runs = {f"seed{seed}": replace(experiment, seed=seed) for seed in config.seeds} or {".": experiment}
-        trained = {name: train_one(spec, dataset, run, splits, catalog, folder / name, tracking, context.run_id)
+        source = artifacts.folder(dataset, "models", spec.source) if spec.source else None
+        trained = {name: train_one(spec, dataset, run, splits, catalog, folder / name, tracking, context.run_id,
+                                   source / name if source else None)
                    for name, run in runs.items()}
         write_seed_folders(folder, list(runs))
         first, (model, run_id, figure) = next(iter(trained)), next(iter(trained.values()))
-        samples = model.result.steps * model.info["train_config"]["batch_size"]
-        return dg.MaterializeResult(metadata={
+        metadata = {
             "mlflow_run_id": run_id, "seeds": [run.seed for run in runs.values()],
             "checkpoint": dg.MetadataValue.path(str(model.checkpoint)),
             "profile": experiment.profile, "tokenizer": str(experiment.tokenizer), "torch_threads": threads,
-            "steps": model.result.steps,
-            "train_seconds": round(sum(t.result.seconds for t, _, _ in trained.values()), 1),
-            "samples_per_second": round(samples / max(model.result.seconds, 1e-9), 1),
+            "steps": model.info["steps"],
+            "train_seconds": round(sum(t.info["train_seconds"] for t, _, _ in trained.values()), 1),
             "parameters": model.info["parameters"],
-            "best_valid": dg.MetadataValue.json({name: {k: float(v) for k, v in t.result.best_metrics.items()}
+            "best_valid": dg.MetadataValue.json({name: {k: float(v) for k, v in t.info["best_valid"].items()}
                                                  for name, (t, _, _) in trained.items()}),
-            "training_curve": png_markdown(figure, f"training curve ({first})"),
             **post_training_metadata(model),
-        })
+        }
+        if spec.source:
+            metadata["started_from"] = dg.MetadataValue.json(model.info["derived_from"])
+        else:
+            samples = model.result.steps * model.info["train_config"]["batch_size"]
+            metadata["samples_per_second"] = round(samples / max(model.result.seconds, 1e-9), 1)
+        if figure is not None:
+            metadata["training_curve"] = png_markdown(figure, f"training curve ({first})")
+        return dg.MaterializeResult(metadata=metadata)
 
     return _asset
 
@@ -179,20 +191,28 @@ def post_training_metadata(trained) -> dict:
 
 
 def train_one(spec: ModelSpec, dataset: str, experiment: Experiment, splits: pd.DataFrame, catalog: Catalog,
-              folder, tracking: Tracking, dagster_run_id: str):
-    """Train one seed of `spec` into `folder` as an MLflow run; returns (TrainedModel, run id, curve figure)."""
+              folder, tracking: Tracking, dagster_run_id: str, source=None):
+    """Train one seed of `spec` into `folder` as an MLflow run (from the run in `source` when the spec
+    starts from another's weights); returns (TrainedModel, run id, curve figure or None)."""
     tags = {"dataset": dataset, "model": spec.model, "variant": spec.variant, "profile": experiment.profile,
             "tokenizer": str(experiment.tokenizer), "seed": str(experiment.seed), "dagster_run_id": dagster_run_id}
     with tracking.run("training", f"{spec.prefix}-{dataset}", tags) as run:
         import mlflow
 
         mlflow.log_params({f"experiment.{k}": str(v) for k, v in experiment.__dict__.items()})
-        trained = train_experiment(experiment, splits, catalog, folder, callback=MlflowLogger())
+        if source is not None:
+            trained = derive_experiment(experiment, splits, catalog, folder, source, spec.source_stage,
+                                        callback=MlflowLogger())
+            mlflow.set_tags({"started_from": str(source), "start_stage": spec.source_stage})
+        else:
+            trained = train_experiment(experiment, splits, catalog, folder, callback=MlflowLogger())
         mlflow.log_params({f"train.{k}": str(v) for k, v in trained.info["train_config"].items()})
-        figure = curve_figure(trained.result.history, f"{spec.prefix} on {dataset} (seed {experiment.seed})")
-        mlflow.log_figure(figure, "training_curve.png")
+        figure = None
+        if source is None:
+            figure = curve_figure(trained.result.history, f"{spec.prefix} on {dataset} (seed {experiment.seed})")
+            mlflow.log_figure(figure, "training_curve.png")
         mlflow.log_artifact(str(trained.checkpoint))
-        mlflow.log_metrics({"train_seconds": trained.result.seconds, "steps": trained.result.steps})
+        mlflow.log_metrics({"train_seconds": trained.info["train_seconds"], "steps": trained.info["steps"]})
         run_id = run.info.run_id
     write_run_info(folder, {**trained.info, "mlflow_run_id": run_id, "dagster_run_id": dagster_run_id})
     return trained, run_id, figure
