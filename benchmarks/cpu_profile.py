@@ -1,21 +1,23 @@
-"""Training throughput of candidate TIGER sizes on a real bundle: how the `cpu` profile was chosen.
+"""Training throughput of a SID model's profiles on a real bundle: how the `cpu` profiles were chosen.
 
 One torch thread, length-grouped batches of 256 from the bundle's train split, samples/s between the
 3rd and the last of `--steps` optimizer steps; also the epochs each size would train in `--minutes`.
 
     python benchmarks/cpu_profile.py --bundle .genrec/bundles/amazon-beauty-rq_vae --steps 12
+    python benchmarks/cpu_profile.py --model minionerec --bundle .genrec/bundles/amazon-beauty-rq_kmeans_4x256
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 
 import torch
 from training import genrec_samples_per_second  # benchmarks/training.py: the same timed training loop
 
 from genrec_ml.experiments import split_examples
 from genrec_ml.inputs import read_bundle
-from genrec_ml.models.tiger import PROFILES, Tiger, tiger_config
+from genrec_ml.models.registry import build_model, model_class, model_config
 
 
 def main() -> None:
@@ -24,6 +26,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--minutes", type=float, default=45.0)
     parser.add_argument("--profiles", nargs="+", default=["smoke", "cpu", "paper"])
+    parser.add_argument("--model", default="tiger", help="a SID model of the registry: tiger, minionerec, ...")
     args = parser.parse_args()
     torch.set_num_threads(1)
     bundle = read_bundle(args.bundle)
@@ -33,12 +36,13 @@ def main() -> None:
     print(f"{'profile':>8} {'parameters':>11} {'samples/s':>10} {'epochs in ' + str(args.minutes) + ' min':>18}")
     for profile in args.profiles:
         torch.manual_seed(0)
-        model = Tiger(tiger_config(profile, bundle.catalog.codebook_sizes))
+        config = model_config(args.model, profile, bundle.catalog.config_fields())
+        model = build_model(args.model, asdict(config))
         rate = genrec_samples_per_second(model, sample, bundle.catalog.sids, args.steps, 256, "cpu")
         epochs = rate * args.minutes * 60 / len(examples["train"])
         print(f"{profile:>8} {sum(p.numel() for p in model.parameters()):>11,} {rate:>10.1f} {epochs:>18.1f}",
               flush=True)
-    print(f"profiles: {', '.join(PROFILES)}")
+    print(f"{args.model} profiles: {', '.join(getattr(model_class(args.model), 'profiles', None) or args.profiles)}")
 
 
 if __name__ == "__main__":

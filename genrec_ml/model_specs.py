@@ -7,7 +7,8 @@ here, as plain data, is what makes a reproduced `s2gr_wo_think_loss` the same mo
 
 Groups: `models` (TIGER, the core the nightly job retrains), `reasoning` (S²GR, CARE and REG4Rec with
 their papers' defaults), `s2gr_ablations` / `care_ablations` / `reg4rec_ablations` (each ablation its
-own entry, so one can be re-run alone), `baselines` (item-id models).
+own entry, so one can be re-run alone), `lasar` (decoder-only models: MiniOneRec so far), `baselines`
+(item-id models).
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ REG4REC_ABLATIONS = [
               asset_prefix="reg4rec_wo_corp", group="reg4rec_ablations", source="reg4rec", source_stage="final"),
 ]
 
+# LASAR (§3.1): 4 x 256 RQ-KMeans codes for every decoder-only model
+LASAR = [ModelSpec("minionerec", tokenizer="rq_kmeans_4x256", group="lasar")]
+
 BASELINES = [
     ModelSpec("sasrec", tokenizer=None, group="baselines"),
     ModelSpec("sasrec", variant="bce", tokenizer=None, model_settings={"loss": "bce"}, asset_prefix="sasrec_bce",
@@ -111,7 +115,7 @@ BASELINES = [
               group="baselines"),
 ]
 
-MODEL_SPECS = [*CORE, *REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *BASELINES]
+MODEL_SPECS = [*CORE, *REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *LASAR, *BASELINES]
 SPECS_BY_PREFIX = {s.prefix: s for s in MODEL_SPECS}
 assert len(SPECS_BY_PREFIX) == len(MODEL_SPECS), "two model specs share an asset prefix"
 assert all(not s.source or (s.source in SPECS_BY_PREFIX and not SPECS_BY_PREFIX[s.source].source

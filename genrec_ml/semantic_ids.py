@@ -54,6 +54,7 @@ def tokenizer_config(name: str, overrides: dict[str, Any] | None = None, seed: i
 # rq_vae_8x300 is REG4Rec's "w/o MPQ": RQ-VAE with MPQ's M = 8 codebooks of D = 300 (REG4Rec §4.3).
 CODEBOOK_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "rq_vae_8x300": ("rq_vae", {"n_levels": 8, "codebook_size": 300}),
+    "rq_kmeans_4x256": ("rq_kmeans", {"n_levels": 4, "codebook_size": 256}),  # LASAR §3.1: M = 4 tokens of 256
 }
 
 

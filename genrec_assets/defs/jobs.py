@@ -7,7 +7,7 @@ import dagster as dg
 from genrec_assets.defs.partitions import dataset_partitions
 
 # Model groups with their own jobs; the default job leaves them out to stay within minutes on a CPU.
-SEPARATE_GROUPS = ("baselines", "reasoning", "s2gr_ablations", "care_ablations", "reg4rec_ablations")
+SEPARATE_GROUPS = ("baselines", "reasoning", "s2gr_ablations", "care_ablations", "reg4rec_ablations", "lasar")
 POPULARITY = dg.AssetSelection.assets("popularity_metrics")
 REPRODUCTION = dg.AssetSelection.assets("reproduction")  # every model job ends by refreshing the comparison
 
@@ -61,7 +61,12 @@ reg4rec_ablations_job = _model_job(
     "from reg4rec_checkpoint's weights (pre-trained, or final for w/o CORP) instead of pre-training again. "
     "The θ / h sweeps: `python -m genrec_ml.cli train --start-from <reg4rec run> --start-stage final "
     "(θ: corp_threshold) or pretrained (h: msra_horizon)`.")
-MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job, reg4rec_ablations_job]
+lasar_job = _model_job(
+    "lasar", dg.AssetSelection.groups("lasar"),
+    "LASAR's line on one dataset: the 4 x 256 RQ-KMeans codebook and MiniOneRec (decoder-only SFT on the "
+    "MiniOneRec prompt, LASAR's Stage 1 and its 'Pure SFT' baseline) into `metrics`.")
+MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job, reg4rec_ablations_job,
+              lasar_job]
 
 
 def nightly_datasets(instance: dg.DagsterInstance) -> list[str]:

@@ -29,7 +29,7 @@ BASELINES: dict[str, tuple[str, str]] = {
     "s2gr": ("tiger", "default"),
     "care": ("tiger", "default"),
     "reg4rec": ("tiger", "default"),
-    "lasar": ("minionerec", "sft"),
+    "lasar": ("minionerec", "default"),
 }
 DEFAULT_METRICS = (("recall", 10), ("ndcg", 10))
 

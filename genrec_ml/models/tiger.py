@@ -45,9 +45,9 @@ from transformers import T5Config, T5ForConditionalGeneration
 from transformers.cache_utils import EncoderDecoderCache
 from transformers.models.t5.modeling_t5 import T5Stack
 
-from genrec_ml.decoding import Constraint, constrained_beam_search
 from genrec_ml.errors import GenrecConfigError
 from genrec_ml.models.beam_decoder import BeamCache, decode_shared
+from genrec_ml.models.beam_ranking import BeamRanking
 from genrec_ml.vocab import BOS, PAD, SidVocab
 
 # transformers 5 renamed the decoder's `past_key_values` (argument and output) to `cache`
@@ -103,7 +103,7 @@ def tiger_config(profile: str, codebook_sizes: tuple[int, ...], **overrides) -> 
     return replace(PROFILES[profile], codebook_sizes=tuple(codebook_sizes), **overrides)
 
 
-class Tiger(nn.Module):
+class Tiger(BeamRanking, nn.Module):
     name = "tiger"  # key in genrec_ml.models.registry.MODELS, stored in checkpoints
     config_class = TigerConfig
 
@@ -212,23 +212,6 @@ class Tiger(nn.Module):
         weight = self.t5.lm_head.weight[self.vocab.level_slice(level)]  # (K_l, d)
         return F.linear(self._scale_output(hidden), weight).float().log_softmax(dim=-1)
 
-    @torch.no_grad()
-    def recommend(
-        self, batch: dict[str, Tensor], constraint: Constraint, beam_width: int = 20, top_k: int = 10
-    ) -> tuple[Tensor, Tensor]:
-        """Top-`top_k` catalog items per user: `(item_ids (B, top_k), log_probs (B, top_k))`.
-
-        `constraint` is usually `Trie.from_sids(sids, model.vocab.codebook_sizes)`. Runs in eval
-        mode (no dropout) and restores the previous mode afterwards.
-        """
-        was_training = self.training
-        self.eval()
-        try:
-            stepper = self.stepper(batch)
-            return constrained_beam_search(stepper, constraint, stepper.batch_size, beam_width, top_k)
-        finally:
-            self.train(was_training)
-
     def stepper(self, batch: dict[str, Tensor]) -> TigerStepper:
         batch = self._to_device(batch)
         return TigerStepper(self, batch["input_ids"], batch["attention_mask"])
@@ -237,8 +220,6 @@ class Tiger(nn.Module):
         # T5 ties the output matrix to the input embeddings and rescales to keep logits O(1).
         return hidden * self.config.d_model**-0.5 if self.t5.config.scale_decoder_outputs else hidden
 
-    def _to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
 @dataclass

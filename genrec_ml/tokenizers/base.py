@@ -122,7 +122,8 @@ class Tokenizer(ABC):
 
 
 def as_embeddings(X: Any, name: str = "X", dim: int | None = None) -> np.ndarray:
-    """Check an (N, D) matrix of finite numbers and return it as float32.
+    """Check an (N, D) matrix of finite numbers and return it as a writable float32 array (torch.from_numpy
+    of a read-only one, e.g. a warehouse column, warns of undefined behaviour).
 
     Raises GenrecDataError naming the first row with a NaN or inf, because one bad row
     silently poisons every centroid and gradient after it.
@@ -146,7 +147,7 @@ def as_embeddings(X: Any, name: str = "X", dim: int | None = None) -> np.ndarray
             f"({int((~finite_rows).sum())} bad rows); drop or re-embed those items",
             field=name,
         )
-    return np.ascontiguousarray(X, dtype=np.float32)
+    return np.require(X, dtype=np.float32, requirements=["C", "W"])
 
 
 def as_codes(codes: Any, codebook_sizes: list[int], name: str = "codes") -> np.ndarray:

@@ -36,8 +36,9 @@ TINY_CODEBOOKS = {"ops": {
     "letter_codebook": {"config": {**TINY_TRAINED, "collab_dim": 8}},
     "mpq_codebook": {"config": TINY_TRAINED},
     "rq_vae_8x300_codebook": {"config": TINY_TRAINED},
+    "rq_kmeans_4x256_codebook": {"config": TINY_CODEBOOK},
     **{f"{variant}_codebook_icr_above_floor": TINY_ICR_FLOOR
-       for variant in ("rq_kmeans", "rq_vae", "coba_rqvae", "letter", "mpq", "rq_vae_8x300")},
+       for variant in ("rq_kmeans", "rq_vae", "coba_rqvae", "letter", "mpq", "rq_vae_8x300", "rq_kmeans_4x256")},
 }}
 TINY = {"ops": {"raw_data": {"config": {"synthetic_items": 400, "synthetic_users": 300}}}}
 # A model small enough to train for two epochs on the tiny partition in seconds.
@@ -47,13 +48,16 @@ TINY_TRAIN = {"max_epochs": 2, "batch_size": 64, "warmup_steps": 5, "lr": 0.01, 
               "eval_max_examples": 100, "eval_beam_width": 10}
 
 
+# A decoder-only model of the same tiny size (MiniOneRec)
+TINY_DECODER = {"n_layers": 1, "d_model": 16, "n_heads": 2, "n_kv_heads": 1, "head_dim": 8, "d_ff": 32}
+
 # REG4Rec's post-training, a few steps of it
 TINY_PARS = {"pars_steps": 4, "pars_users": 16, "pars_group": 4, "pars_eval_every": 2}
 
 
 def tiny_training(prefix: str, tokenizer: str = "rq_kmeans", model_settings=None) -> dict:
     """Run config of `<prefix>_checkpoint` / `<prefix>_metrics` for a quick run on the tiny partition."""
-    settings = TINY_MODEL if model_settings is None else model_settings
+    settings = (TINY_DECODER if prefix == "minionerec" else TINY_MODEL) if model_settings is None else model_settings
     if prefix.startswith("reg4rec") and model_settings is None:
         settings = {**settings, **{k: v for k, v in TINY_PARS.items() if prefix != "reg4rec_wo_pars"}}
     return {f"{prefix}_checkpoint": {"config": {"tokenizer": tokenizer, "threads": 1, "model_settings": settings,

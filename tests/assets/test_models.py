@@ -145,19 +145,20 @@ def test_seeds_are_separate_evaluations_and_reproduction_tests_methods_against_t
 
 
 def test_every_reasoning_variant_and_baseline_materializes_on_tiny_synthetic(trained_warehouse, tmp_path):
-    from genrec_ml.model_specs import BASELINES, CARE_ABLATIONS, REASONING, REG4REC_ABLATIONS, S2GR_ABLATIONS
+    from genrec_ml.model_specs import BASELINES, CARE_ABLATIONS, LASAR, REASONING, REG4REC_ABLATIONS, S2GR_ABLATIONS
     from tests.assets.pipeline import TINY_CODEBOOKS
 
     source, _, _ = trained_warehouse
     path = tmp_path / "warehouse.duckdb"
     shutil.copy(source, path)
     shutil.copytree(source.parent / "artifacts", tmp_path / "artifacts")
-    specs = [*REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *BASELINES]
+    specs = [*REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *LASAR, *BASELINES]
     # the variants whose point is their codes keep them; the rest share the fastest codebook
     codes = {"s2gr_wo_coba": "rq_vae", "care_letter": "letter", "reg4rec": "mpq", "reg4rec_wo_mpq": "rq_vae_8x300",
+             "minionerec": "rq_kmeans_4x256",
              **{s.prefix: "mpq" for s in REG4REC_ABLATIONS if s.source}}  # those start from reg4rec's weights
     item_settings = {"d_model": 16}  # a field every item-id model has
-    needed = ("rq_vae", "letter", "mpq", "rq_vae_8x300")
+    needed = ("rq_vae", "letter", "mpq", "rq_vae_8x300", "rq_kmeans_4x256")
     ops = {**{k: v for k, v in TINY_CODEBOOKS["ops"].items() if k.split("_codebook")[0] in needed}}
     for spec in specs:
         items = spec.tokenizer is None

@@ -25,12 +25,13 @@ VARIANT_INPUTS = {
     "letter": "item_text_embeddings",
     "mpq": "item_text_embeddings",
     "rq_vae_8x300": "item_text_embeddings",  # REG4Rec's w/o MPQ (genrec_ml.semantic_ids.CODEBOOK_VARIANTS)
+    "rq_kmeans_4x256": "item_text_embeddings",  # LASAR's and MiniOneRec's 4 x 256 RQ-KMeans codes
 }
 
 
-# Codebooks only REG4Rec reads sit in its groups, so the default job does not fit them (MPQ's 8 x 300
-# experts take minutes); the `reasoning` and `reg4rec_ablations` jobs do.
-VARIANT_GROUPS = {"mpq": "reasoning", "rq_vae_8x300": "reg4rec_ablations"}
+# Codebooks only REG4Rec or LASAR read sit in their groups, so the default job does not fit them (MPQ's
+# 8 x 300 experts take minutes); the `reasoning`, `reg4rec_ablations` and `lasar` jobs do.
+VARIANT_GROUPS = {"mpq": "reasoning", "rq_vae_8x300": "reg4rec_ablations", "rq_kmeans_4x256": "lasar"}
 
 
 class CodebookRunConfig(dg.Config):

@@ -1,0 +1,199 @@
+"""MiniOneRec: a decoder-only language model that writes the next item's SID after the MiniOneRec prompt
+(LASAR's "Pure SFT (MiniOneRec)" baseline and its Stage 1; LASAR appendix E.2).
+
+Sequence per example, left-padded to the batch's longest prompt (LASAR appendix E.1):
+
+    [pad ...] preamble  <a_..><b_..>..., <a_..>...  in chronological order ... ### Response :  <a_t><b_t>...
+
+The history is the shared `SequenceDataset`'s SID tokens, oldest item first, a comma between items
+(`genrec_ml.text.prompt`: the SID token ids are `SidVocab`'s, the template's words follow them).
+Position ids count real tokens only, so a prompt's positions do not depend on its padding.
+Training is SFT with the loss on the answer tokens only: step l's output is scored over level l's
+codes (its block of the output matrix), the cross-entropy the search's log-probs are taken from, as
+in TIGER; MiniOneRec's full-vocabulary LM loss would also spend probability on prompt words, which
+constrained decoding never emits. Ranking: the shared trie-constrained beam search, one level per
+step, from the prompt's KV cache.
+
+Backbone: an HF `Qwen3ForCausalLM` built from config and trained from scratch (tied input/output
+embeddings, as Qwen3-0.6B). `paper` is Qwen3-0.6B's architecture; `cpu` and `smoke` shrink it to
+what trains on one CPU core. Loading a pretrained Qwen3 folder (LASAR fine-tunes Qwen3-0.6B) and
+MiniOneRec's title <-> SID alignment tasks are not built yet.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
+
+from genrec_ml.errors import GenrecConfigError
+from genrec_ml.models.beam_ranking import BeamRanking
+from genrec_ml.text.prompt import AFTER_HISTORY, PREAMBLE, SEPARATOR, prompt_tokenizer
+from genrec_ml.vocab import PAD, SidVocab
+
+# transformers 5 renames `past_key_values` (argument and output) to `cache`
+_CACHE_ARG = "cache" if "cache" in inspect.signature(Qwen3Model.forward).parameters else "past_key_values"
+
+
+@dataclass(frozen=True)
+class MiniOneRecConfig:
+    # K_l per SID level, the disambiguation level last; set from the catalog (LASAR: 4 x 256 RQ-KMeans)
+    codebook_sizes: tuple[int, ...] = (256, 256, 256, 256, 8)
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    n_kv_heads: int = 2  # grouped-query attention, as Qwen3
+    head_dim: int = 32
+    d_ff: int = 512
+    dropout: float = 0.0  # attention dropout (Qwen3 trains without)
+    max_positions: int = 512  # prompt (~60 tokens) + 20 history items x (L + 1) + the answer
+    rope_theta: float = 1_000_000.0  # Qwen3's
+
+    def __post_init__(self):
+        object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
+        for name in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "max_positions"):
+            if getattr(self, name) < 1:
+                raise GenrecConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.n_heads % self.n_kv_heads:
+            raise GenrecConfigError("n_kv_heads", f"{self.n_kv_heads} must divide n_heads = {self.n_heads}")
+
+
+PROFILES: dict[str, MiniOneRecConfig] = {
+    "smoke": MiniOneRecConfig(d_model=64, n_heads=4, n_kv_heads=2, head_dim=16, d_ff=256),
+    # one core: TIGER cpu's width, 4 layers instead of its 2 + 2 (a decoder-only model has no encoder)
+    "cpu": MiniOneRecConfig(n_layers=4),
+    # Qwen3-0.6B's architecture (28 layers, hidden 1024, 16 query / 8 key-value heads of 128, MLP 3072)
+    "paper": MiniOneRecConfig(n_layers=28, d_model=1024, n_heads=16, n_kv_heads=8, head_dim=128, d_ff=3072),
+}
+
+
+class MiniOneRec(BeamRanking, nn.Module):
+    name = "minionerec"
+    config_class = MiniOneRecConfig
+    profiles = PROFILES  # registry: its own architecture per profile, not TIGER's
+
+    def __init__(self, config: MiniOneRecConfig):
+        super().__init__()
+        self.config = config
+        self.vocab = SidVocab(config.codebook_sizes, n_user_buckets=0)  # the dataset's history tokens: SIDs only
+        self.tokenizer = prompt_tokenizer(self.vocab)
+        self.register_buffer("preamble", self.token_ids(PREAMBLE), persistent=False)
+        self.register_buffer("after_history", self.token_ids(AFTER_HISTORY), persistent=False)
+        self.separator = self.tokenizer.token_to_id(SEPARATOR)
+        self.lm = Qwen3ForCausalLM(Qwen3Config(
+            vocab_size=self.tokenizer.get_vocab_size(), hidden_size=config.d_model, intermediate_size=config.d_ff,
+            num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
+            num_key_value_heads=config.n_kv_heads, head_dim=config.head_dim, attention_dropout=config.dropout,
+            max_position_embeddings=config.max_positions, rope_theta=config.rope_theta, tie_word_embeddings=True,
+            pad_token_id=PAD, bos_token_id=None, eos_token_id=None))
+        index, valid = self.vocab.level_index()  # (L, K_max) each
+        self.register_buffer("level_index", index, persistent=False)
+        self.register_buffer("level_valid", valid, persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.lm_head.weight.device
+
+    def token_ids(self, text: str) -> Tensor:
+        return torch.tensor(self.tokenizer.encode(text).ids, dtype=torch.long)
+
+    def prompt(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """History SID tokens `(B, n * L)` (right-padded) -> the left-padded prompt `(ids, mask)`, each `(B, P)`."""
+        rows, width = input_ids.shape
+        levels = self.vocab.n_levels
+        if width % levels:
+            raise GenrecConfigError("input_ids", f"{width} history tokens are not whole items of {levels} codes")
+        items = input_ids.view(rows, -1, levels)  # (B, n, L)
+        present = attention_mask.view(rows, -1, levels)[:, :, 0]  # (B, n)
+        comma = items.new_full((rows, items.shape[1], 1), self.separator)
+        history = torch.cat([comma, items], dim=2).flatten(1)[:, 1:]  # (B, n(L+1) - 1): no comma before the first
+        history_mask = present[:, :, None].expand(-1, -1, levels + 1).flatten(1)[:, 1:]
+        ids = torch.cat([self.preamble.expand(rows, -1), history, self.after_history.expand(rows, -1)], dim=1)
+        mask = torch.cat([torch.ones_like(self.preamble, dtype=torch.bool).expand(rows, -1), history_mask.bool(),
+                          torch.ones_like(self.after_history, dtype=torch.bool).expand(rows, -1)], dim=1)
+        order = mask.to(torch.int8).argsort(dim=1, stable=True)  # padding first, real tokens in their order
+        return ids.gather(1, order).masked_fill(~mask.gather(1, order), PAD), mask.gather(1, order)
+
+    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Teacher-forced `(logits (B, L, K_max), loss)`: the answer's levels, each over its own codes."""
+        batch = self._to_device(batch)
+        ids, mask = self.prompt(batch["input_ids"], batch["attention_mask"])
+        targets = batch["targets"]  # (B, L) codes
+        answer = self.vocab.code_tokens(targets[:, :-1])  # (B, L-1): the last code is never an input
+        inputs = torch.cat([ids, answer], dim=1)
+        mask = torch.cat([mask, torch.ones_like(answer, dtype=torch.bool)], dim=1)
+        hidden = self.lm.model(input_ids=inputs, attention_mask=mask.long(),
+                               position_ids=positions(mask)).last_hidden_state  # (B, P + L - 1, d)
+        logits = self.level_logits(hidden[:, ids.shape[1] - 1:])  # (B, L, K_max): read where each level is predicted
+        return logits, F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+    def level_logits(self, hidden: Tensor) -> Tensor:
+        """`(B, L, d)` states, state l predicting level l -> `(B, L, K_max)` logits, -inf past K_l."""
+        weight = self.lm.lm_head.weight[self.level_index]  # (L, K_max, d)
+        return torch.einsum("bld,lkd->blk", hidden, weight).masked_fill(~self.level_valid, float("-inf"))
+
+    def level_log_probs(self, hidden: Tensor, level: int) -> Tensor:
+        """`(R, d)` -> log-probs `(R, K_l)` over level `level`'s codes (its rows of the output matrix only)."""
+        weight = self.lm.lm_head.weight[self.vocab.level_slice(level)]  # (K_l, d)
+        return F.linear(hidden, weight).float().log_softmax(dim=-1)
+
+    def stepper(self, batch: dict[str, Tensor]) -> MiniOneRecStepper:
+        batch = self._to_device(batch)
+        return MiniOneRecStepper(self, batch["input_ids"], batch["attention_mask"])
+
+
+
+def positions(mask: Tensor) -> Tensor:
+    """Position ids that count real tokens only (padding repeats position 0)."""
+    return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+@dataclass
+class MiniOneRecState:
+    cache: object  # transformers Cache of the prompt and the codes fed so far, row = beam
+    mask: Tensor  # (R, T) attention mask of everything cached
+    next_position: Tensor  # (R,)
+    last: Tensor  # (R, d) last hidden state: it predicts the next level
+
+
+class MiniOneRecStepper:
+    """`genrec_ml.decoding.Stepper`: the prompt once, then one cached token per level."""
+
+    def __init__(self, model: MiniOneRec, input_ids: Tensor, attention_mask: Tensor):
+        self.model = model
+        self.input_ids = input_ids
+        self.attention_mask = attention_mask
+
+    @property
+    def batch_size(self) -> int:
+        return self.input_ids.shape[0]
+
+    def start(self, batch_size: int) -> MiniOneRecState:
+        if batch_size != self.batch_size:
+            raise ValueError(f"stepper holds {self.batch_size} users, search asked for {batch_size}")
+        ids, mask = self.model.prompt(self.input_ids, self.attention_mask)
+        position = positions(mask)
+        out = self.model.lm.model(input_ids=ids, attention_mask=mask.long(), position_ids=position, use_cache=True)
+        return MiniOneRecState(getattr(out, _CACHE_ARG), mask, position[:, -1] + 1, out.last_hidden_state[:, -1])
+
+    def step(self, state: MiniOneRecState, prefix: Tensor) -> tuple[Tensor, MiniOneRecState]:
+        level = prefix.shape[1]
+        if level:
+            token = self.model.vocab.code_tokens(prefix[:, -1:].to(state.mask.device), first_level=level - 1)
+            mask = torch.cat([state.mask, torch.ones_like(token, dtype=torch.bool)], dim=1)
+            out = self.model.lm.model(input_ids=token, attention_mask=mask.long(),
+                                      position_ids=state.next_position[:, None], use_cache=True,
+                                      **{_CACHE_ARG: state.cache})
+            state = MiniOneRecState(getattr(out, _CACHE_ARG), mask, state.next_position + 1,
+                                    out.last_hidden_state[:, -1])
+        return self.model.level_log_probs(state.last, level), state
+
+    def reorder(self, state: MiniOneRecState, rows: Tensor) -> MiniOneRecState:
+        rows = rows.to(state.mask.device)
+        state.cache.reorder_cache(rows)  # in place: the state passed in is consumed
+        return MiniOneRecState(state.cache, state.mask[rows], state.next_position[rows], state.last[rows])

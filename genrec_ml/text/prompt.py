@@ -1,0 +1,73 @@
+"""The MiniOneRec prompt (LASAR appendix E.2) and a word-level tokenizer that knows its words and the SID tokens.
+
+    Below is an instruction that describes a task, paired with an input that provides further
+    context. Write a response that appropriately completes the request.
+    ### Instruction:
+    Can you predict the next possible item that the user may expect?
+    ### User Input:
+    The user has interacted with items <a_12><b_3><c_200><d_7><e_0>, <a_9>... in chronological
+    order. Can you predict the next possible item that the user may expect?
+    ### Response:
+    <a_..><b_..><c_..><d_..><e_..>
+
+SID tokens are `<x_c>`, one letter per level (a, b, c, ... the disambiguation level last) and code c.
+Their ids are `SidVocab`'s (pad 0, eos 1, then one block per level), so the history tokens the shared
+`SequenceDataset` builds are already this tokenizer's ids; the template's words come after them.
+A from-scratch backbone needs no pretrained tokenizer: this one is built from the template (HF
+`tokenizers`, WordLevel), deterministically, so a checkpoint rebuilds it from its codebook sizes.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from tokenizers import Regex, Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Sequence, Split, WhitespaceSplit
+
+from genrec_ml.vocab import N_SPECIAL, SidVocab
+
+PREAMBLE = ("Below is an instruction that describes a task, paired with an input that provides further context. "
+            "Write a response that appropriately completes the request.\n### Instruction:\n"
+            "Can you predict the next possible item that the user may expect?\n### User Input:\n"
+            "The user has interacted with items")
+AFTER_HISTORY = (" in chronological order. Can you predict the next possible item that the user may expect?\n"
+                 "### Response:\n")
+SEPARATOR = ","  # between history items
+UNK = "<unk>"
+# after splitting at whitespace (newlines too: the template's structure is in its "###" headers):
+# a SID token, a word, or one punctuation mark
+_PIECES = r"<[a-z]+_\d+>|[A-Za-z']+|[^A-Za-z]"
+
+
+def sid_token(level: int, code: int) -> str:
+    return f"<{_level_letters(level)}_{code}>"
+
+
+def _level_letters(level: int) -> str:
+    letters, level = "", level + 1
+    while level:
+        level, digit = divmod(level - 1, 26)
+        letters = string.ascii_lowercase[digit] + letters
+    return letters
+
+
+def prompt_tokenizer(vocab: SidVocab) -> Tokenizer:
+    """Ids 0 pad, 1 eos, SidVocab's SID blocks, then <unk> and the template's words (first use order)."""
+    tokens = {"<pad>": 0, "<eos>": 1}
+    for level, size in enumerate(vocab.codebook_sizes):
+        for code in range(size):
+            tokens[sid_token(level, code)] = vocab.offsets[level] + code
+    assert len(tokens) == N_SPECIAL + sum(vocab.codebook_sizes)
+    for piece in [UNK, *pieces(PREAMBLE + SEPARATOR + AFTER_HISTORY)]:
+        tokens.setdefault(piece, len(tokens))
+    tokenizer = Tokenizer(WordLevel(tokens, unk_token=UNK))
+    tokenizer.pre_tokenizer = Sequence([WhitespaceSplit(), Split(Regex(_PIECES), behavior="isolated")])
+    tokenizer.add_special_tokens(["<pad>", "<eos>"])
+    return tokenizer
+
+
+def pieces(text: str) -> list[str]:
+    """What the tokenizer splits `text` into (its tokens, as strings)."""
+    return [piece for word in text.split() for piece in re.findall(_PIECES, word)]
