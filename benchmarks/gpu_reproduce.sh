@@ -20,7 +20,7 @@
 set -uo pipefail
 
 DATASET=${DATASET:-amazon-beauty}
-MODELS=${MODELS:-tiger,s2gr,care,care_letter,reg4rec,sasrec}
+MODELS=${MODELS:-tiger,s2gr,care,care_letter,reg4rec,reg4rec_wo_pars,reg4rec_wo_corp,minionerec,sasrec}
 SEEDS=${SEEDS:-0,1,2}
 PROFILE=${PROFILE:-paper}
 TRAIN_SETTINGS=${TRAIN_SETTINGS:-'{"max_train_seconds": 240, "eval_every": 1000, "eval_max_examples": 2000}'}

@@ -160,9 +160,9 @@ def crss_beam_search(stepper: SetStepper, constraint: Constraint, batch_size: in
         n_take = keep * (min(step + 1, n_free) if recombine else 1)
         first = _first_beams(scores, flagged, beam_width)
         spare = ~first & torch.isfinite(scores)
-        expand = partial(_expand, log_probs=log_probs.float(), filled=filled, constraint=constraint, cstate=cstate,
-                         step=step, n_free=n_free, dynamic=dynamic, k_max=k_max, n=n_take,
-                         renormalise=renormalise)
+        step_scores = _step_scores(log_probs.float(), filled, constraint, cstate, step, n_free, dynamic, k_max,
+                                   renormalise)  # (R, L * K_max): once per step, whatever the groups
+        expand = partial(_expand, step_scores=step_scores, n_levels=n_levels, k_max=k_max, n=n_take)
         # candidates in priority order: the first beams', then the spares' (each consistent paths
         # before pruned ones); a group is expanded only where the ones before it leave users short
         groups = [first & ~flagged, spare & ~flagged, first & flagged, spare & flagged]
@@ -218,38 +218,35 @@ def _first_beams(scores: Tensor, flagged: Tensor, beam_width: int) -> Tensor:
     return (rank < beam_width) & torch.isfinite(scores)
 
 
-def _expand(scores: Tensor, log_probs: Tensor, filled: Tensor, constraint: Constraint, cstate, step: int,
-            n_free: int, dynamic: bool, k_max: int, n: int, renormalise: bool = False
+def _expand(scores: Tensor, step_scores: Tensor, n_levels: int, k_max: int, n: int
             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The best `n` (beam, position, code) candidates per user of the beams with finite `scores`:
     `(scores, parent rows, positions, codes)`, each (B, n'), best first."""
     batch_size, width = scores.shape
-    n_levels = filled.shape[1]
-    candidates = _candidates(scores, log_probs, filled, constraint, cstate, step, n_free, dynamic, k_max, renormalise)
+    candidates = (scores.reshape(-1, 1) + step_scores).view(batch_size, -1)  # (B, w * L * K_max)
     top, flat = candidates.topk(min(n, candidates.shape[1]), dim=1)
     users = torch.arange(batch_size, device=flat.device)[:, None]
     return top, users * width + flat // (n_levels * k_max), (flat // k_max) % n_levels, flat % k_max
 
 
-def _candidates(scores: Tensor, log_probs: Tensor, filled: Tensor, constraint: Constraint, cstate, step: int,
-                n_free: int, dynamic: bool, k_max: int, renormalise: bool = False) -> Tensor:
-    """(B, w * L * K_max) summed log-probability of every (beam, position, code), -inf where not allowed;
+def _step_scores(log_probs: Tensor, filled: Tensor, constraint: Constraint, cstate, step: int, n_free: int,
+                 dynamic: bool, k_max: int, renormalise: bool = False) -> Tensor:
+    """(R, L * K_max) what filling (position, code) adds to each beam's score, -inf where not allowed;
     with `renormalise`, each position's log-probs renormalised over its allowed codes first."""
     rows, n_levels = filled.shape
     if step >= n_free:
         open_positions = [n_levels - 1]
     else:
         open_positions = list(range(n_free)) if dynamic else [step]
-    candidates = torch.full((rows, n_levels, k_max), NEG_INF, device=log_probs.device)
-    base = scores.reshape(-1, 1)  # (R, 1)
+    found = torch.full((rows, n_levels, k_max), NEG_INF, device=log_probs.device)
     for position in open_positions:
         k = constraint.codebook_sizes[position]
         allowed = constraint.valid_next(cstate, position).to(log_probs.device) & (filled[:, position] < 0)[:, None]
         step_scores = log_probs[:, position, :k].masked_fill(~allowed, NEG_INF)  # (R, K)
         if renormalise:  # rows with no allowed code stay -inf (logsumexp -inf is replaced by 0)
             step_scores = step_scores - step_scores.logsumexp(dim=1, keepdim=True).nan_to_num(neginf=0.0)
-        candidates[:, position, :k] = base + step_scores
-    return candidates.view(scores.shape[0], -1)
+        found[:, position, :k] = step_scores
+    return found.view(rows, -1)
 
 
 def _duplicates(keys: Tensor, live: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ step, from the prompt's KV cache.
 
 Backbone: an HF `Qwen3ForCausalLM` built from config and trained from scratch (tied input/output
 embeddings, as Qwen3-0.6B). `paper` is Qwen3-0.6B's architecture; `cpu` and `smoke` shrink it to
-what trains on one CPU core. Loading a pretrained Qwen3 folder (LASAR fine-tunes Qwen3-0.6B) and
+what trains on one CPU core (PROFILES says how it was measured). Loading a pretrained Qwen3 folder (LASAR fine-tunes Qwen3-0.6B) and
 MiniOneRec's title <-> SID alignment tasks are not built yet.
 """
 
@@ -63,10 +63,15 @@ class MiniOneRecConfig:
             raise GenrecConfigError("n_kv_heads", f"{self.n_kv_heads} must divide n_heads = {self.n_heads}")
 
 
+# `cpu`: what trains the cpu train profile's 4 epochs of amazon-beauty in about 45 minutes on one core, by
+# measured throughput (benchmarks/cpu_profile.py --model minionerec, 2026-12-02, one thread, the machine's
+# other work paused): 2 layers of d_model 64 188 samples/s (4 epochs = 47 min), 2 x 96 119, 2 x 128 67,
+# 4 x 128 30 (0.6 epochs in 45 min); TIGER's cpu model 215. The prompt's ~50 template tokens are most of
+# each sequence (a history averages 6.7 items of 5 tokens), so width costs a decoder-only model far more
+# than it costs TIGER's encoder.
 PROFILES: dict[str, MiniOneRecConfig] = {
     "smoke": MiniOneRecConfig(d_model=64, n_heads=4, n_kv_heads=2, head_dim=16, d_ff=256),
-    # one core: TIGER cpu's width, 4 layers instead of its 2 + 2 (a decoder-only model has no encoder)
-    "cpu": MiniOneRecConfig(n_layers=4),
+    "cpu": MiniOneRecConfig(d_model=64, n_heads=4, n_kv_heads=2, head_dim=16, d_ff=256),
     # Qwen3-0.6B's architecture (28 layers, hidden 1024, 16 query / 8 key-value heads of 128, MLP 3072)
     "paper": MiniOneRecConfig(n_layers=28, d_model=1024, n_heads=16, n_kv_heads=8, head_dim=128, d_ff=3072),
 }
