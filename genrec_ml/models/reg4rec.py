@@ -73,6 +73,8 @@ class Reg4RecConfig(TigerConfig):
     pars_lr: float = 1e-4  # AdamW, constant (paper silent)
     pars_epsilon: float = 0.15  # clip range ε (§4.1)
     pars_kl_beta: float = 0.04  # KL weight to the pre-trained reference (paper silent; DeepSeekMath)
+    # eq. 8 divides by the group's reward std; False only centres (Dr. GRPO; genrec_ml.rl.grpo)
+    pars_scale_rewards: bool = True
     pars_eval_every: int = 50  # PARS steps between validations; the best validated weights are kept
     msra_horizon: int = 3  # h future items (§4.1); 1 = "w/o MSRA"
     msra_decay: float = 0.8  # w
@@ -115,6 +117,7 @@ class Reg4Rec(Tiger):
     # another run's weights (genrec_ml.derived): decoding alone, and PARS (with its MSRA and LADQ)
     inference_fields = ("corp", "corp_threshold", "corp_every", "renormalise")
     post_training_fields = ("pars_steps", "pars_users", "pars_group", "pars_lr", "pars_epsilon", "pars_kl_beta",
+                            "pars_scale_rewards",
                             "pars_eval_every", "msra_horizon", "msra_decay", "path_top_n", "path_max_errors",
                             "ladq", "ladq_every", "ladq_budget")
 

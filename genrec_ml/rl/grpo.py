@@ -65,13 +65,18 @@ class GrpoConfig:
             raise GenrecConfigError("kl_beta", f"must be >= 0 (0 disables the KL term), got {self.kl_beta}")
 
 
-def group_advantages(rewards: Tensor, eps: float = 1e-4) -> Tensor:
-    """Eq. 8: each path's reward standardised within its group. rewards (U, G) -> (U, G)."""
+def group_advantages(rewards: Tensor, eps: float = 1e-4, scale: bool = True) -> Tensor:
+    """Eq. 8: each path's reward standardised within its group. rewards (U, G) -> (U, G).
+
+    `scale=False` only centres (Dr. GRPO, Liu et al. 2025; TRL's `scale_rewards=False`): dividing by
+    the group's std blows a group of near-equal rewards up to unit advantages, so whichever reward
+    term varies a little in every group (REG4Rec's step consistency, while hits are rare) drives the
+    update alone.
+    """
     if rewards.dim() != 2 or rewards.shape[1] < 2:
         raise ValueError(f"rewards must be (U, G) with G >= 2 paths per group, got shape {tuple(rewards.shape)}")
-    mean = rewards.mean(dim=1, keepdim=True)  # (U, 1)
-    std = rewards.std(dim=1, keepdim=True)  # (U, 1), unbiased
-    return (rewards - mean) / (std + eps)
+    centred = rewards - rewards.mean(dim=1, keepdim=True)  # (U, G)
+    return centred / (rewards.std(dim=1, keepdim=True) + eps) if scale else centred
 
 
 def k3_kl(logp: Tensor, logp_ref: Tensor) -> Tensor:

@@ -191,7 +191,8 @@ def pars_step(model, reference, context: ParsContext, optimizer, config: TrainCo
         parts = context.rewards.components(model.position_tokens(order, codes), category.detach(),
                                            inputs.item_tokens[seen], window, inputs.item_categories[seen],
                                            inputs.token_vectors, inputs.item_vectors)
-        advantages = group_advantages(parts["total"].view(cfg.pars_users, cfg.pars_group))  # (U, G)
+        advantages = group_advantages(parts["total"].view(cfg.pars_users, cfg.pars_group),
+                                      scale=cfg.pars_scale_rewards)  # (U, G)
     shape = (cfg.pars_users, cfg.pars_group, order.shape[1])
     loss, stats = grpo_loss(new.view(shape), new.detach().view(shape), ref.view(shape), advantages,
                             torch.ones(shape, dtype=torch.bool, device=new.device), context.grpo)

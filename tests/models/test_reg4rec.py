@@ -158,9 +158,10 @@ def test_pretraining_then_pars_keeps_both_weights_resumes_and_reports_corp(tmp_p
     assert evaluation.search.step_positions.sum() > 0
 
 
-def test_a_few_pars_steps_raise_the_mean_reward():
+@pytest.mark.parametrize("scale", [True, False])
+def test_a_few_pars_steps_raise_the_mean_reward(scale):
     splits, catalog = set_splits()
-    experiment = reg4rec_experiment(pars_steps=0, pars_users=16, pars_group=8)
+    experiment = reg4rec_experiment(pars_steps=0, pars_users=16, pars_group=8, pars_scale_rewards=scale)
     model = build_experiment_model(experiment, catalog)
     examples = split_examples(splits, "loo")
     context = pars_context(model, examples["train"], catalog.sids, catalog.codeword_vectors, 20)

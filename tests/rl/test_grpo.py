@@ -28,6 +28,14 @@ def test_group_advantages_by_hand():
     assert (group_advantages(rewards)[1] == 0).all()
 
 
+def test_unscaled_advantages_only_centre_the_group():
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.95, 0.96, 0.95, 0.94]])
+    expected = torch.tensor([[0.5, -0.5, -0.5, 0.5], [0.0, 0.01, 0.0, -0.01]])
+    torch.testing.assert_close(group_advantages(rewards, scale=False), expected)
+    # scaled, the second group's 0.01 differences become advantages of about 1.2 (its std is 0.0082)
+    assert group_advantages(rewards)[1, 1] > 1.0
+
+
 def test_group_advantages_needs_two_paths():
     with pytest.raises(ValueError, match="G >= 2"):
         group_advantages(torch.ones(3, 1))
