@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from genrec_ml import warehouse
 from genrec_ml.cli import main
 from genrec_ml.derived import derive_experiment
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
@@ -137,3 +138,12 @@ def test_reproduce_trains_a_source_first_and_starts_its_ablations_from_it(tmp_pa
         assert info["derived_from"]["workdir"] == str((folder / "reg4rec" / "seed0").resolve())
         assert (folder / prefix / "seed0" / "metrics.csv").is_file()
     assert spec("reg4rec_wo_msra").source == "reg4rec"
+    store = tmp_path / "wh.duckdb"
+    assert main(["record", "--runs", str(out), "--warehouse", str(store)]) == 0
+    with warehouse.connect(store, read_only=True) as con:
+        recorded = con.execute("SELECT variant, count(*) FROM metrics GROUP BY ALL ORDER BY 1").fetchall()
+        seconds = dict(con.execute("SELECT variant, train_seconds FROM evaluation_runs JOIN metrics USING "
+                                   "(evaluation_id) GROUP BY ALL").fetchall())
+    assert [variant for variant, _ in recorded] == ["default", "wo_corp", "wo_pars"]
+    source_info = read_run_info(reg4rec)
+    assert seconds["wo_corp"] == pytest.approx(source_info["train_seconds"])  # what obtaining it costs alone
