@@ -16,8 +16,8 @@ step, from the prompt's KV cache.
 
 Backbone: an HF `Qwen3ForCausalLM` built from config and trained from scratch (tied input/output
 embeddings, as Qwen3-0.6B). `paper` is Qwen3-0.6B's architecture; `cpu` and `smoke` shrink it to
-what trains on one CPU core (PROFILES says how it was measured). Loading a pretrained Qwen3 folder (LASAR fine-tunes Qwen3-0.6B) and
-MiniOneRec's title <-> SID alignment tasks are not built yet.
+what trains on one CPU core (PROFILES says how it was measured). Loading a pretrained Qwen3 folder
+(LASAR fine-tunes Qwen3-0.6B) and MiniOneRec's title <-> SID alignment tasks are not built yet.
 """
 
 from __future__ import annotations
