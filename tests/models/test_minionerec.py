@@ -44,7 +44,8 @@ def test_the_prompt_is_the_minionerec_template_with_the_history_sids_and_their_i
     expected = PREAMBLE + " " + history + AFTER_HISTORY
     assert model.tokenizer.decode(ids[0][mask[0]].tolist()).split() == pieces(expected)
     assert model.tokenizer.encode(expected).ids == ids[0][mask[0]].tolist()
-    assert not mask[1, :4].any() and mask[1, -1]  # the shorter prompt is left-padded
+    start = len(model.preamble)
+    assert mask[1, :start].all() and not mask[1, start:start + 4].any() and mask[1, -1]  # padded after the preamble
     assert model.tokenizer.decode(ids[1][mask[1]].tolist()).split() == pieces(PREAMBLE + " " + sid_text(4)
                                                                               + AFTER_HISTORY)
     for level, size in enumerate(SIZES):
@@ -58,6 +59,19 @@ def test_an_example_scores_the_same_alone_and_padded_in_a_batch():
     alone, _ = model(batch_of(model, [[4]], [1]))
     together, _ = model(batch_of(model, [[4], [0, 5, 3, 6, 2]], [1, 2]))
     assert torch.allclose(alone[0], together[0], atol=1e-5)
+
+
+def test_the_shared_preamble_fast_path_equals_the_full_sequence_and_its_gradients():
+    model = tiny().train()
+    batch = batch_of(model, [[4], [0, 5, 3, 6, 2], [1, 1]], [1, 2, 0])
+    fast, loss = model(batch)
+    assert torch.allclose(fast, model.forward_reference(batch), atol=1e-5)
+    loss.backward()
+    fast_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    reference = model.forward_reference(batch)
+    F.cross_entropy(reference.flatten(0, 1), batch["targets"].flatten()).backward()
+    assert all(torch.allclose(a, p.grad, atol=1e-5) for a, p in zip(fast_grads, model.parameters(), strict=True))
 
 
 def test_the_loss_is_the_answer_levels_cross_entropy_of_the_plain_language_model():
