@@ -20,9 +20,9 @@ import torch
 
 from genrec_ml.experiments import Experiment, build_experiment_model, split_examples
 from genrec_ml.inputs import Bundle, read_bundle
-from genrec_ml.progress import duration, planned_steps, table
+from genrec_ml.progress import duration, table
 from genrec_ml.reproduce import Pool, Run, describe
-from genrec_ml.train.config import TrainConfig
+from genrec_ml.train.config import TrainConfig, planned_steps
 from genrec_ml.train.tasks import task_for
 
 CHECK_EXAMPLES = 8

@@ -25,24 +25,18 @@ from typing import Any
 import pandas as pd
 
 from genrec_ml.experiments import Experiment, split_examples
-from genrec_ml.train.config import TrainConfig
+from genrec_ml.train.config import planned_steps, steps_per_epoch
 
 PROGRESS_FILE = "progress.json"
-
-
-def planned_steps(config: TrainConfig, n_train: int) -> int:
-    """Optimizer steps the loop takes unless early stopping ends it first (one process); the loop
-    does not report its total, so this mirrors its rule."""
-    steps = math.ceil(n_train / config.batch_size) * config.max_epochs
-    return min(steps, config.max_steps) if config.max_steps is not None else steps
 
 
 def training_progress(workdir: str | Path, experiment: Experiment, splits: pd.DataFrame) -> ProgressFile:
     """The callback `cli train` passes to train_experiment, sized from the run's config and data."""
     config = experiment.train_config()
     n_train = len(split_examples(splits, experiment.scheme)["train"])
-    return ProgressFile(Path(workdir) / PROGRESS_FILE, planned_steps(config, n_train),
-                        math.ceil(n_train / config.batch_size), config.monitor, plain(asdict(experiment)))
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's; the steps are each rank's
+    return ProgressFile(Path(workdir) / PROGRESS_FILE, planned_steps(config, n_train, world_size),
+                        steps_per_epoch(config, n_train, world_size), config.monitor, plain(asdict(experiment)))
 
 
 def plain(value: Any) -> Any:

@@ -210,6 +210,22 @@ def test_progress_file_writes_validations_at_once_and_steps_at_most_every_few_se
     assert read_progress(path)["state"] == "evaluating"
 
 
+def test_planned_steps_count_one_ranks_share_under_torchrun(tmp_path, monkeypatch):
+    from genrec_ml.progress import training_progress
+    from genrec_ml.train.config import TrainConfig, planned_steps
+
+    config = TrainConfig(batch_size=10, max_epochs=2)
+    assert planned_steps(config, 95) == 20 and planned_steps(config, 95, world_size=2) == 10  # 10 batches / 2
+    assert planned_steps(TrainConfig(batch_size=10, max_epochs=2, max_steps=7), 95, world_size=2) == 7
+    splits, _ = splits_table()
+    experiment = spec("tiger").experiment(train_settings={"batch_size": 10, "max_epochs": 2})
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    halved = read_progress(training_progress(tmp_path / "a", experiment, splits).path)["total_steps"]
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    whole = read_progress(training_progress(tmp_path / "b", experiment, splits).path)["total_steps"]
+    assert whole == 2 * halved
+
+
 def test_eta_from_the_step_rate_and_queued_runs_fill_the_first_free_slot():
     assert remaining_seconds({"step": 50, "total_steps": 150, "steps_per_second": 2.0, "updated_at": 100.0},
                              now=110.0) == 40.0

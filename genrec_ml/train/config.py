@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from genrec_ml.errors import GenrecConfigError
@@ -122,3 +123,14 @@ def train_config(profile: str, kind: str = "sids", **overrides) -> TrainConfig:
         raise GenrecConfigError(unknown[0], f"not a training setting; known: {sorted(known)}")
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return replace(profiles[profile], **overrides)
+
+
+def planned_steps(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
+    """Optimizer steps of a run of `n_train` examples unless early stopping ends it first: each of
+    `world_size` torchrun ranks takes its shard of every epoch's batches."""
+    steps = config.max_epochs * steps_per_epoch(config, n_train, world_size)
+    return min(steps, config.max_steps) if config.max_steps is not None else steps
+
+
+def steps_per_epoch(config: TrainConfig, n_train: int, world_size: int = 1) -> int:
+    return math.ceil(math.ceil(n_train / config.batch_size) / world_size)

@@ -54,7 +54,8 @@ from genrec_ml.train.checkpoint import (
     rng_states,
     save_atomic,
 )
-from genrec_ml.train.config import TrainConfig
+from genrec_ml.train.config import TrainConfig, planned_steps
+from genrec_ml.train.config import steps_per_epoch as epoch_steps
 from genrec_ml.train.distributed import (
     Processes,
     gather_objects,
@@ -226,10 +227,8 @@ def _setup(model, train_examples, valid_examples, sids, config, checkpoint_dir, 
     train_data, valid_data = _datasets(model, task, train_examples, valid_examples, config)
     train_data.to(device)
     valid_data.to(device)
-    steps_per_epoch = math.ceil(math.ceil(len(train_data) / config.batch_size) / processes.world_size)
-    total_steps = config.max_epochs * steps_per_epoch
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    steps_per_epoch = epoch_steps(config, len(train_data), processes.world_size)
+    total_steps = planned_steps(config, len(train_data), processes.world_size)
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, config.warmup_steps, total_steps, config.min_lr_ratio, config.schedule)
