@@ -213,9 +213,20 @@ def run_status(run: Run) -> str:
         info = {}
     if "evaluation_id" in info and (run.workdir / METRICS_FILE).is_file():
         same = (plain(info.get("experiment")) == plain(asdict(run.experiment))
-                and plain(info.get("bundle")) == plain(run.bundle.meta))
+                and plain(info.get("bundle")) == plain(run.bundle.meta) and _same_source(run, info))
         return "done" if same else "retrain"
     return "resume" if (run.workdir / "training" / "last.pt").is_file() else "train"
+
+
+def _same_source(run: Run, info: dict) -> bool:
+    """A derived run is current only while its source is the evaluation it started from."""
+    if run.source is None:
+        return True
+    try:
+        source = json.loads((run.source.workdir / RUN_INFO).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (info.get("derived_from") or {}).get("evaluation_id") == source.get("evaluation_id")
 
 
 def train_command(run: Run, threads: int) -> list[str]:

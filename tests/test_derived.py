@@ -138,6 +138,15 @@ def test_reproduce_trains_a_source_first_and_starts_its_ablations_from_it(tmp_pa
         assert info["derived_from"]["workdir"] == str((folder / "reg4rec" / "seed0").resolve())
         assert (folder / prefix / "seed0" / "metrics.csv").is_file()
     assert spec("reg4rec_wo_msra").source == "reg4rec"
+    def statuses():
+        return [r.status for r in plan_runs(bundles, ["reg4rec_wo_pars", "reg4rec_wo_corp"], [0], "smoke", out,
+                                            model_settings=models, train_settings=base.train_overrides, device="cpu")]
+
+    assert statuses() == ["done"] * 3
+    source_info = read_run_info(reg4rec)
+    (reg4rec / "run.json").write_text(json.dumps({**source_info, "evaluation_id": "retrained"}))
+    assert statuses() == ["done", "retrain", "retrain"]  # the source changed: what started from it is stale
+    (reg4rec / "run.json").write_text(json.dumps(source_info))
     store = tmp_path / "wh.duckdb"
     assert main(["record", "--runs", str(out), "--warehouse", str(store)]) == 0
     with warehouse.connect(store, read_only=True) as con:
