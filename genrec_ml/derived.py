@@ -40,6 +40,7 @@ from genrec_ml.experiments import (
     TrainedModel,
     build_experiment_model,
     post_train_from,
+    post_training_info,
     prepare_training_dir,
     read_run_info,
     run_fingerprint,
@@ -93,7 +94,6 @@ def derive_experiment(experiment: Experiment, splits: pd.DataFrame, catalog: Cat
     check_derivable(experiment, Experiment(**source_info["experiment"]), catalog, stage)
     config = experiment.train_config()
     model = build_experiment_model(experiment, catalog).to(resolve_device(config.device, Processes()))
-    model.load_state_dict(read_checkpoint(checkpoint, map_location=model.device)["model_state"])
     examples = split_examples(splits, experiment.scheme)
     post = source_info.get("post_training") or {}
     pretrain_seconds = source_info["train_seconds"] - post.get("seconds", 0.0) if stage == "pretrained" else None
@@ -114,17 +114,14 @@ def derive_experiment(experiment: Experiment, splits: pd.DataFrame, catalog: Cat
         prepare_training_dir(training, run_fingerprint(experiment, config, catalog, examples)
                              + str(source_info.get("evaluation_id") or source_info.get("fingerprint")))
         result = TrainResult(valid, [], checkpoint, source_info["steps"], pretrain_seconds)
-        post_result = post_train_from(model, result, examples, catalog, config, training, callback)
+        post_result = post_train_from(model, result, examples, catalog, config, training, callback)  # loads it
         shutil.copyfile(checkpoint, workdir / "pretrained.pt")
-        info |= {"pretrain_best_valid": valid, "best_valid": post_result.best_metrics,
-                 "train_seconds": pretrain_seconds + post_result.seconds,
-                 "post_training": {"steps": post_result.steps, "seconds": post_result.seconds,
-                                   "evaluations": post_result.evaluations,
-                                   "last_rewards": post_result.history[-1] if post_result.history else {}}}
+        info |= post_training_info(post_result, valid, pretrain_seconds)
         save_atomic(model_payload(model), workdir / "best.pt")
         write_run_info(workdir, info)
         shutil.rmtree(training)
         return TrainedModel(workdir / "best.pt", result, info, post_result)
+    model.load_state_dict(read_checkpoint(checkpoint, map_location=model.device)["model_state"])
     save_atomic(model_payload(model), workdir / "best.pt")
     write_run_info(workdir, info)
     return TrainedModel(workdir / "best.pt", result, info)

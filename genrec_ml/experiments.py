@@ -248,15 +248,20 @@ def train_experiment(
         post = post_train_from(model, result, examples, catalog, config, training, callback)
         shutil.copyfile(result.best_checkpoint_path, workdir / "pretrained.pt")
         save_atomic(model_payload(model), result.best_checkpoint_path)
-        info["pretrain_best_valid"] = info["best_valid"]
-        info |= {"best_valid": post.best_metrics, "train_seconds": result.seconds + post.seconds,
-                 "post_training": {"steps": post.steps, "seconds": post.seconds, "evaluations": post.evaluations,
-                                   "last_rewards": post.history[-1] if post.history else {}}}
+        info |= post_training_info(post, info["best_valid"], result.seconds)
     best = workdir / "best.pt"
     os.replace(result.best_checkpoint_path, best)
     write_run_info(workdir, info)
     shutil.rmtree(training)
     return TrainedModel(best, result, info, post)
+
+
+def post_training_info(post, pretrain_valid: dict, pretrain_seconds: float) -> dict[str, Any]:
+    """run.json's facts of a post-trained run: the validation before and after, the time of both stages."""
+    return {"pretrain_best_valid": pretrain_valid, "best_valid": post.best_metrics,
+            "train_seconds": pretrain_seconds + post.seconds,
+            "post_training": {"steps": post.steps, "seconds": post.seconds, "evaluations": post.evaluations,
+                              "last_rewards": post.history[-1] if post.history else {}}}
 
 
 def post_train_from(model, result: TrainResult, examples: dict[str, pd.DataFrame], catalog: Catalog,

@@ -273,8 +273,6 @@ def run_all(runs: list[Run], pool: Pool, out: Path, report_seconds: float = 30.0
         while queue or active:
             while len(active) < pool.parallel and (job := _next_ready(queue, by_run)) is not None:
                 active.append(_launch(job, pool.threads))
-            if queue and not active and _next_ready(queue, by_run, peek=True) is None:  # cannot happen: sources
-                raise RuntimeError(f"runs wait on sources that will never run: {[j.run.name for j in queue]}")
             for job in [job for job in active if job.process.poll() is not None]:
                 _finish(job)
                 active.remove(job)
@@ -302,9 +300,10 @@ def run_all(runs: list[Run], pool: Pool, out: Path, report_seconds: float = 30.0
     return 1 if failed else 0
 
 
-def _next_ready(queue: deque, by_run: dict[int, Job], peek: bool = False) -> Job | None:
-    """The first queued job whose source run (if any) has finished (removed from the queue unless
-    `peek`); jobs whose source failed fail too."""
+def _next_ready(queue: deque, by_run: dict[int, Job]) -> Job | None:
+    """The first queued job whose source run (if any) has finished, taken off the queue; jobs whose
+    source failed fail too. A source is planned before what starts from it (`with_sources`), so some
+    job is always ready while the queue is not empty and nothing runs."""
     for job in list(queue):
         source = by_run.get(id(job.run.source)) if job.run.source is not None else None
         if source is not None and source.state == "failed":
@@ -312,8 +311,7 @@ def _next_ready(queue: deque, by_run: dict[int, Job], peek: bool = False) -> Job
             job.state = "failed"
             print(f"not run: {job.run.name} starts from {source.run.name}, which failed", file=sys.stderr)
         elif source is None or source.state in ("done", "skipped"):
-            if not peek:
-                queue.remove(job)
+            queue.remove(job)
             return job
     return None
 
