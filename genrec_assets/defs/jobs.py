@@ -63,8 +63,9 @@ reg4rec_ablations_job = _model_job(
     "(θ: corp_threshold) or pretrained (h: msra_horizon)`.")
 lasar_job = _model_job(
     "lasar", dg.AssetSelection.groups("lasar"),
-    "LASAR's line on one dataset: the 4 x 256 RQ-KMeans codebook and MiniOneRec (decoder-only SFT on the "
-    "MiniOneRec prompt, LASAR's Stage 1 and its 'Pure SFT' baseline) into `metrics`.")
+    "LASAR's line on one dataset: the 4 x 256 RQ-KMeans codebook, MiniOneRec (decoder-only SFT on the "
+    "MiniOneRec prompt, LASAR's Stage 1 and its 'Pure SFT' baseline) into `metrics`, and `cot_texts` (a "
+    "segmented teacher chain of thought per training example: LASAR's alignment targets and policy-head labels).")
 MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job, reg4rec_ablations_job,
               lasar_job]
 

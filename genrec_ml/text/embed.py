@@ -79,3 +79,16 @@ def embed_texts(texts: list[str], config: EmbeddingConfig, *,
         raise GenrecDataError(f"the model produced a non-finite embedding for row {row}: {texts[row][:80]!r}",
                               field="embedding")
     return EmbeddingResult(vectors, hashes, encoded=len(todo), reused=len(reused))
+
+
+def sentence_encoder(config: EmbeddingConfig, *, progress: bool = False):
+    """`texts -> (len, D)` float32 embeddings with the configured model (loaded at the first call, once)."""
+    loaded = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        if not loaded:
+            loaded.append(load_encoder(config))
+        return loaded[0].encode(texts, batch_size=config.batch_size, show_progress_bar=progress,
+                                convert_to_numpy=True, normalize_embeddings=config.normalize).astype(np.float32)
+
+    return encode

@@ -12,14 +12,16 @@ from genrec_assets.defs.data import assets as data_assets
 from genrec_assets.defs.data import checks as data_checks
 from genrec_assets.defs.embeddings import assets as embedding_assets
 from genrec_assets.defs.embeddings import checks as embedding_checks
+from genrec_assets.defs.lasar import assets as lasar_assets
+from genrec_assets.defs.lasar import checks as lasar_checks
 from genrec_assets.defs.models.registry import MODEL_ASSETS, MODEL_CHECKS
 from genrec_assets.defs.reproduction.assets import reproduction
 from genrec_assets.defs.resources import Artifacts, DataRoot, Tracking, Warehouse
 
 DATA_ASSETS = dg.load_assets_from_modules([data_assets, embedding_assets])
-ALL_ASSETS = [*DATA_ASSETS, *codebook_assets.CODEBOOK_ASSETS, *MODEL_ASSETS, reproduction]
+ALL_ASSETS = [*DATA_ASSETS, *codebook_assets.CODEBOOK_ASSETS, *MODEL_ASSETS, *lasar_assets.ASSETS, reproduction]
 DATA_CHECKS = [*data_checks.ASSET_CHECKS, *embedding_checks.ASSET_CHECKS]
-ALL_CHECKS = [*DATA_CHECKS, *codebook_checks.ASSET_CHECKS, *MODEL_CHECKS]
+ALL_CHECKS = [*DATA_CHECKS, *codebook_checks.ASSET_CHECKS, *MODEL_CHECKS, *lasar_checks.ASSET_CHECKS]
 CHECK_FUNCTIONS = {key.name: getattr(module, key.name) for module in (data_checks, embedding_checks)
                    for check in module.ASSET_CHECKS for key in check.check_keys}
 DATA_SELECTION = [key for asset in DATA_ASSETS for key in asset.keys]
