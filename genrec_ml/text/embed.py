@@ -61,9 +61,7 @@ def embed_texts(texts: list[str], config: EmbeddingConfig, *,
     fresh = np.zeros((0, 0), np.float32)
     if todo:
         encoder = encoder or load_encoder(config)
-        fresh = encoder.encode([texts[i] for i in todo], batch_size=config.batch_size,
-                               show_progress_bar=progress, convert_to_numpy=True,
-                               normalize_embeddings=config.normalize).astype(np.float32)
+        fresh = _encode(encoder, [texts[i] for i in todo], config, progress)
     dim = fresh.shape[1] if todo else len(next(iter(previous.values())))
     vectors = np.empty((len(texts), dim), np.float32)
     if todo:
@@ -88,7 +86,11 @@ def sentence_encoder(config: EmbeddingConfig, *, progress: bool = False):
     def encode(texts: list[str]) -> np.ndarray:
         if not loaded:
             loaded.append(load_encoder(config))
-        return loaded[0].encode(texts, batch_size=config.batch_size, show_progress_bar=progress,
-                                convert_to_numpy=True, normalize_embeddings=config.normalize).astype(np.float32)
+        return _encode(loaded[0], texts, config, progress)
 
     return encode
+
+
+def _encode(encoder, texts: list[str], config: EmbeddingConfig, progress: bool) -> np.ndarray:
+    return encoder.encode(texts, batch_size=config.batch_size, show_progress_bar=progress, convert_to_numpy=True,
+                          normalize_embeddings=config.normalize).astype(np.float32)
