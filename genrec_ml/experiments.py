@@ -29,8 +29,8 @@ import torch
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.eval import evaluate, per_level_token_recall, popularity_topk, target_ranks, token_popularity_bias
 from genrec_ml.eval.token_bias import TokenBiasResult
-from genrec_ml.models.registry import build_model, input_kind, model_config
-from genrec_ml.train.checkpoint import load_checkpoint, model_payload, read_checkpoint, save_atomic
+from genrec_ml.models.registry import build_model, input_kind, model_class, model_config
+from genrec_ml.train.checkpoint import load_checkpoint, model_payload, read_checkpoint, save_atomic, warm_start
 from genrec_ml.train.config import TrainConfig, train_config
 from genrec_ml.train.distributed import start_processes, stop_processes, wait_for_all
 from genrec_ml.train.loop import Callback, TrainResult, rank_split, train
@@ -68,7 +68,10 @@ class Experiment:
         return input_kind(self.model)
 
     def train_config(self) -> TrainConfig:
-        return train_config(self.profile, self.kind, **{"seed": self.seed, **self.train_overrides})
+        config = train_config(self.profile, self.kind, **{"seed": self.seed, **self.train_overrides})
+        # a model that fine-tunes another's weights trains at a fraction of the profile's lr (LASAR's Stage 2)
+        ratio = getattr(model_class(self.model), "lr_ratio", 1.0)
+        return config if "lr" in self.train_overrides else replace(config, lr=config.lr * ratio)
 
 
 @dataclass
@@ -115,6 +118,7 @@ class Evaluation:
     n_coarse: int | None = None  # clusters per level behind `thinking`
     ranks: pd.DataFrame | None = None  # test users: split, user_index, target_item_index, rank (see target_ranks)
     search: Any = None  # REG4Rec, test split: decoding.crss.SearchStats (CORP counts, CRSS step orders)
+    latent_steps: np.ndarray | None = None  # LASAR, test split: each user's latent step count N
 
 
 def catalog_from_rows(
@@ -210,25 +214,34 @@ def build_experiment_model(experiment: Experiment, catalog: Catalog) -> torch.nn
 
 def train_experiment(
     experiment: Experiment, splits: pd.DataFrame, catalog: Catalog, workdir: str | Path,
-    callback: Callback | None = None,
+    callback: Callback | None = None, init_from: str | Path | None = None, cot: pd.DataFrame | None = None,
 ) -> TrainedModel:
     """Train `experiment` on `splits` and leave its best weights in `workdir/best.pt`.
 
-    Under torchrun every rank trains; only rank 0 prepares `workdir/training`, and only it moves
-    best.pt and writes run.json (the other ranks return without touching the workdir).
+    `init_from`: a checkpoint of another model whose weights start this one (LASAR's Stage 2 from
+    MiniOneRec's Stage 1; `warm_start` says what may differ). `cot`: per training example
+    (user_index, target_position, n_segments, anchors), LASAR's CoT supervision
+    (`genrec_ml.text.anchors.anchors_by_example`). Under torchrun every rank trains; only rank 0
+    prepares `workdir/training`, and only it moves best.pt and writes run.json (the other ranks
+    return without touching the workdir).
     """
     workdir = Path(workdir)
     examples = split_examples(splits, experiment.scheme)
+    if cot is not None:
+        from genrec_ml.data.cot_sequences import attach_cot
+
+        examples["train"] = attach_cot(examples["train"], cot)
     _check_catalog(experiment, catalog)
     config = experiment.train_config()
     training = workdir / "training"
-    fingerprint = run_fingerprint(experiment, config, catalog, examples)
+    fingerprint = run_fingerprint(experiment, config, catalog, examples, init_from)
     processes = start_processes(config.device)
     try:
         if processes.is_main:
             prepare_training_dir(training, fingerprint)
         wait_for_all(processes)  # no rank looks for last.pt before a stale training folder is gone
         model = build_experiment_model(experiment, catalog)
+        started = warm_start(model, init_from) if init_from is not None else None
         result = train(model, examples["train"], examples["valid"],
                        catalog.sids if experiment.kind == "sids" else None, config, training, callback)
     finally:
@@ -243,6 +256,11 @@ def train_experiment(
         "n_train_examples": len(examples["train"]),
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if started is not None:
+        info["initialised_from"] = started
+    if cot is not None:
+        counts = examples["train"]["n_segments"]
+        info["cot_examples"] = int((counts > 0).sum())
     post = None
     if getattr(model.config, "pars_steps", 0) > 0:
         post = post_train_from(model, result, examples, catalog, config, training, callback)
@@ -314,6 +332,14 @@ def evaluate_experiment(
         evaluation.token_bias = token_popularity_bias(topk, targets, catalog.sids, counts, k=min(10, topk.shape[1]),
                                                       codebook_sizes=catalog.codebook_sizes)
         evaluation.metrics = pd.concat([evaluation.metrics, pd.DataFrame(level_rows(evaluation))], ignore_index=True)
+    if hasattr(model, "predict_steps"):  # LASAR: how deep each test user's reasoning ran
+        from genrec_ml.eval.latent_steps import latent_step_counts, latent_step_rows
+
+        data = task.dataset(model, examples["test"], experiment.train_config().max_history)
+        evaluation.latent_steps = latent_step_counts(model, data, batch_size)
+        step_rows = latent_step_rows(evaluation.latent_steps, evaluation.ranks["rank"].to_numpy(),
+                                     model.config.max_steps)
+        evaluation.metrics = pd.concat([evaluation.metrics, pd.DataFrame(step_rows)], ignore_index=True)
     if getattr(model.config, "supervises_thinking", False):
         evaluation.thinking = thinking_sample(model, task, examples["test"], experiment, thinking_users)
         evaluation.n_coarse = model.config.n_coarse
@@ -428,8 +454,9 @@ def _check_catalog(experiment: Experiment, catalog: Catalog) -> None:
 
 
 def run_fingerprint(experiment: Experiment, config: TrainConfig, catalog: Catalog,
-                 examples: dict[str, pd.DataFrame]) -> str:
-    """Changes whenever the run would differ: settings, catalog codes or the examples."""
+                 examples: dict[str, pd.DataFrame], init_from: str | Path | None = None) -> str:
+    """Changes whenever the run would differ: settings, catalog codes, the examples (and their CoT
+    supervision), the weights it starts from."""
     digest = hashlib.sha256(json.dumps([asdict(experiment), asdict(config)], sort_keys=True, default=str).encode())
     if catalog.sids is not None:
         digest.update(np.ascontiguousarray(catalog.sids, dtype=np.int64).tobytes())
@@ -438,6 +465,13 @@ def run_fingerprint(experiment: Experiment, config: TrainConfig, catalog: Catalo
         frame = examples[name]
         digest.update(frame["user_index"].to_numpy(dtype=np.int64).tobytes())
         digest.update(frame["target_item_index"].to_numpy(dtype=np.int64).tobytes())
+    train = examples["train"]
+    if "n_segments" in train.columns:
+        digest.update(train["n_segments"].to_numpy(dtype=np.int64).tobytes())
+        for states in train["anchors"][train["n_segments"] > 0]:
+            digest.update(np.ascontiguousarray(states).tobytes())
+    if init_from is not None:
+        digest.update(Path(init_from).read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -7,7 +7,8 @@ here, as plain data, is what makes a reproduced `s2gr_wo_think_loss` the same mo
 
 Groups: `models` (TIGER, the core the nightly job retrains), `reasoning` (S²GR, CARE and REG4Rec with
 their papers' defaults), `s2gr_ablations` / `care_ablations` / `reg4rec_ablations` (each ablation its
-own entry, so one can be re-run alone), `lasar` (decoder-only models: MiniOneRec so far), `baselines`
+own entry, so one can be re-run alone), `lasar` (decoder-only models: MiniOneRec, LASAR), `lasar_ablations`
+(LASAR Table 2, Figure 4a), `baselines`
 (item-id models).
 """
 
@@ -35,6 +36,10 @@ class ModelSpec:
     # training: "pretrained" = before its post-training, "final" = its best.pt (genrec_ml.derived)
     source: str = ""
     source_stage: str = "pretrained"
+    # start from the best weights of another model's variant with this prefix (same dataset and seed folder),
+    # loaded where they fit (LASAR's Stage 2 from MiniOneRec's Stage 1; genrec_ml.train.checkpoint.warm_start)
+    init_from: str = ""
+    cot: bool = False  # trains on the teacher CoT's supervision (cot_anchor_states): LASAR's Stage 2
 
     @property
     def prefix(self) -> str:
@@ -99,8 +104,23 @@ REG4REC_ABLATIONS = [
               asset_prefix="reg4rec_wo_corp", group="reg4rec_ablations", source="reg4rec", source_stage="final"),
 ]
 
-# LASAR (§3.1): 4 x 256 RQ-KMeans codes for every decoder-only model
-LASAR = [ModelSpec("minionerec", tokenizer="rq_kmeans_4x256", group="lasar")]
+# LASAR (§3.1): 4 x 256 RQ-KMeans codes for every decoder-only model. LASAR's Stage 2 (SFT with the latent loop,
+# `lasar_sft`) starts from MiniOneRec, its Stage 1 (§2.3); the variant names are Table 2's rows, whose KL row is
+# this SFT model (Table 3's LASAR adds the RL phase). Its ablations start from the same Stage-1 weights.
+LASAR = [
+    ModelSpec("minionerec", tokenizer="rq_kmeans_4x256", group="lasar"),
+    ModelSpec("lasar", variant="sft_kl_align", tokenizer="rq_kmeans_4x256", asset_prefix="lasar_sft", group="lasar",
+              init_from="minionerec", cot=True),
+]
+LASAR_ABLATIONS = [
+    *[ModelSpec("lasar", variant=f"sft_{name}", tokenizer="rq_kmeans_4x256", model_settings={"alignment": kind},
+                asset_prefix=f"lasar_sft_{name}", group="lasar_ablations", init_from="minionerec", cot=True)
+      for name, kind in (("no_align", "none"), ("cosine_align", "cosine"), ("mse_align", "mse"))],
+    # Force N (Figure 4a runs it after RL on Sports; here on the SFT model)
+    *[ModelSpec("lasar", variant=f"sft_n{n}", tokenizer="rq_kmeans_4x256", model_settings={"fixed_steps": n},
+                asset_prefix=f"lasar_sft_n{n}", group="lasar_ablations", init_from="minionerec", cot=True)
+      for n in (1, 2, 4)],
+]
 
 BASELINES = [
     ModelSpec("sasrec", tokenizer=None, group="baselines"),
@@ -115,12 +135,15 @@ BASELINES = [
               group="baselines"),
 ]
 
-MODEL_SPECS = [*CORE, *REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *LASAR, *BASELINES]
+MODEL_SPECS = [*CORE, *REASONING, *S2GR_ABLATIONS, *CARE_ABLATIONS, *REG4REC_ABLATIONS, *LASAR, *LASAR_ABLATIONS,
+               *BASELINES]
 SPECS_BY_PREFIX = {s.prefix: s for s in MODEL_SPECS}
 assert len(SPECS_BY_PREFIX) == len(MODEL_SPECS), "two model specs share an asset prefix"
 assert all(not s.source or (s.source in SPECS_BY_PREFIX and not SPECS_BY_PREFIX[s.source].source
                             and SPECS_BY_PREFIX[s.source].codes == s.codes) for s in MODEL_SPECS), \
     "a variant starts from a trained variant of the same codes"
+assert all(not s.init_from or (s.init_from in SPECS_BY_PREFIX and SPECS_BY_PREFIX[s.init_from].codes == s.codes)
+           for s in MODEL_SPECS), "a model is initialised from a trained variant of the same codes"
 
 
 def spec(prefix: str) -> ModelSpec:

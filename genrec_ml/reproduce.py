@@ -152,6 +152,10 @@ def plan_runs(bundles_dir: Path, prefixes: list[str], seeds: list[int], profile:
               train_settings: dict | None = None, device: str | None = None) -> list[Run]:
     """Every (dataset, model, seed) run and its bundle; a missing bundle is an error naming its export command."""
     specs = with_sources([spec(p) for p in prefixes])
+    needs_cot = [s.prefix for s in specs if s.cot]
+    if needs_cot:  # a bundle carries splits and codes, not the CoT anchors a Stage-1 run produces
+        raise GenrecConfigError("models", f"{needs_cot} train on cot_anchor_states, which the bundles do not carry: "
+                                "materialize them with Dagster (`dg launch --job lasar`)")
     if not specs or not seeds:
         raise GenrecConfigError("models" if not specs else "seeds", "name at least one")
     by_key: dict[tuple, BundleInfo] = {}

@@ -7,7 +7,8 @@ import dagster as dg
 from genrec_assets.defs.partitions import dataset_partitions
 
 # Model groups with their own jobs; the default job leaves them out to stay within minutes on a CPU.
-SEPARATE_GROUPS = ("baselines", "reasoning", "s2gr_ablations", "care_ablations", "reg4rec_ablations", "lasar")
+SEPARATE_GROUPS = ("baselines", "reasoning", "s2gr_ablations", "care_ablations", "reg4rec_ablations", "lasar",
+                   "lasar_ablations")
 POPULARITY = dg.AssetSelection.assets("popularity_metrics")
 REPRODUCTION = dg.AssetSelection.assets("reproduction")  # every model job ends by refreshing the comparison
 
@@ -65,9 +66,17 @@ lasar_job = _model_job(
     "lasar", dg.AssetSelection.groups("lasar"),
     "LASAR's line on one dataset: the 4 x 256 RQ-KMeans codebook, MiniOneRec (decoder-only SFT on the "
     "MiniOneRec prompt, LASAR's Stage 1 and its 'Pure SFT' baseline) into `metrics`, and `cot_texts` (a "
-    "segmented teacher chain of thought per training example: LASAR's alignment targets and policy-head labels).")
+    "segmented teacher chain of thought per training example: LASAR's alignment targets and policy-head labels), "
+    "`cot_anchor_states` (each segment's hidden state under the Stage-1 backbone) and LASAR's Stage 2 (latent "
+    "loop, policy head, step-wise bi-KL alignment) from MiniOneRec's weights, into `metrics`.")
+lasar_ablations_job = _model_job(
+    "lasar_ablations",
+    dg.AssetSelection.groups("lasar_ablations") | dg.AssetSelection.groups("lasar"),
+    "LASAR and its ablations on one dataset: Table 2's alignments (none, cosine, MSE against bi-KL) and Figure "
+    "4a's Force N (N = 1, 2, 4 against the policy head), each from the same Stage-1 weights and CoT anchors; "
+    "`metrics.variant` tells them apart.")
 MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job, reg4rec_ablations_job,
-              lasar_job]
+              lasar_job, lasar_ablations_job]
 
 
 def nightly_datasets(instance: dg.DagsterInstance) -> list[str]:

@@ -16,6 +16,7 @@ from genrec_ml.models.bert4rec import BERT4Rec
 from genrec_ml.models.care import Care
 from genrec_ml.models.caser import Caser
 from genrec_ml.models.gru4rec import GRU4Rec
+from genrec_ml.models.lasar import Lasar
 from genrec_ml.models.minionerec import MiniOneRec
 from genrec_ml.models.rearec import ReaRec
 from genrec_ml.models.reg4rec import Reg4Rec
@@ -26,7 +27,7 @@ from genrec_ml.models.tiger import Tiger
 
 # name -> model class; each class has `name` (this key) and `config_class` (its dataclass config)
 MODELS: dict[str, type[nn.Module]] = {
-    cls.name: cls for cls in (Tiger, S2gr, Care, Reg4Rec, MiniOneRec, SASRec, GRU4Rec, Caser, BERT4Rec, ReaRec)
+    cls.name: cls for cls in (Tiger, S2gr, Care, Reg4Rec, MiniOneRec, Lasar, SASRec, GRU4Rec, Caser, BERT4Rec, ReaRec)
 }
 
 # Item-id models take their architecture from their config defaults (RecBole's, sized for

@@ -14,7 +14,11 @@ SID tokens are `<x_c>`, one letter per level (a, b, c, ... the disambiguation le
 Their ids are `SidVocab`'s (pad 0, eos 1, then one block per level), so the history tokens the shared
 `SequenceDataset` builds are already this tokenizer's ids; the template's words come after them.
 A from-scratch backbone needs no pretrained tokenizer: this one is built from the template (HF
-`tokenizers`, WordLevel), deterministically, so a checkpoint rebuilds it from its codebook sizes.
+`tokenizers`, WordPiece), deterministically, so a checkpoint rebuilds it from its codebook sizes. The
+template's words are whole tokens; any other ASCII word (item titles, teacher CoT text) is spelled
+with single-character pieces (`s`, `##u`, `##n`: WordPiece's longest-match-first falls back to them),
+so every text the platform feeds it is encodable without a corpus-trained vocabulary; a word with a
+non-ASCII character becomes <unk>. A pretrained backbone brings its own tokenizer instead.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import re
 import string
 
 from tokenizers import Regex, Tokenizer
-from tokenizers.models import WordLevel
+from tokenizers.models import WordPiece
 from tokenizers.pre_tokenizers import Sequence, Split, WhitespaceSplit
 
 from genrec_ml.vocab import N_SPECIAL, SidVocab
@@ -36,9 +40,15 @@ AFTER_HISTORY = (" in chronological order. Can you predict the next possible ite
                  "### Response:\n")
 SEPARATOR = ","  # between history items
 UNK = "<unk>"
+# LASAR's <s> and <e> around the latent steps (appendix E.1; Coconut's <bot>/<eot>): whole tokens, after the
+# template's words, so MiniOneRec (Stage 1) and LASAR (Stage 2) share one vocabulary and Stage 2 loads Stage 1
+LATENT_START, LATENT_END = "<bot>", "<eot>"
 # after splitting at whitespace (newlines too: the template's structure is in its "###" headers):
 # a SID token, a word, or one punctuation mark
 _PIECES = r"<[a-z]+_\d+>|[A-Za-z']+|[^A-Za-z]"
+_WORD_CHARACTERS = string.ascii_letters + "'"
+# every printable ASCII character alone, and the word characters as continuations
+_CHARACTERS = [*(c for c in string.printable if not c.isspace()), *(f"##{c}" for c in _WORD_CHARACTERS)]
 
 
 def sid_token(level: int, code: int) -> str:
@@ -54,17 +64,18 @@ def _level_letters(level: int) -> str:
 
 
 def prompt_tokenizer(vocab: SidVocab) -> Tokenizer:
-    """Ids 0 pad, 1 eos, SidVocab's SID blocks, then <unk> and the template's words (first use order)."""
+    """Ids 0 pad, 1 eos, SidVocab's SID blocks, then <unk>, the template's words (first use order), <bot>,
+    <eot> and the character pieces."""
     tokens = {"<pad>": 0, "<eos>": 1}
     for level, size in enumerate(vocab.codebook_sizes):
         for code in range(size):
             tokens[sid_token(level, code)] = vocab.offsets[level] + code
     assert len(tokens) == N_SPECIAL + sum(vocab.codebook_sizes)
-    for piece in [UNK, *pieces(PREAMBLE + SEPARATOR + AFTER_HISTORY)]:
+    for piece in [UNK, *pieces(PREAMBLE + SEPARATOR + AFTER_HISTORY), LATENT_START, LATENT_END, *_CHARACTERS]:
         tokens.setdefault(piece, len(tokens))
-    tokenizer = Tokenizer(WordLevel(tokens, unk_token=UNK))
+    tokenizer = Tokenizer(WordPiece(tokens, unk_token=UNK, continuing_subword_prefix="##"))
     tokenizer.pre_tokenizer = Sequence([WhitespaceSplit(), Split(Regex(_PIECES), behavior="isolated")])
-    tokenizer.add_special_tokens(["<pad>", "<eos>"])
+    tokenizer.add_special_tokens(["<pad>", "<eos>", LATENT_START, LATENT_END])
     return tokenizer
 
 

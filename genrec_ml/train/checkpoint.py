@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from genrec_ml.errors import GenrecDataError
+from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.models.registry import build_model
 
 
@@ -53,6 +53,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     model = build_model(checkpoint["model_name"], checkpoint["model_config"])
     model.load_state_dict(checkpoint["model_state"])
     return model.to(map_location).eval()
+
+
+def warm_start(model: nn.Module, path: str | Path) -> dict[str, Any]:
+    """Load another model's weights into `model` where they fit (LASAR's Stage 2 from MiniOneRec's Stage 1):
+    every stored tensor must match one of `model`'s, and only `model.fresh_modules` (name prefixes) may
+    stay freshly initialised. Returns what run.json records: the path, the source model, the fresh tensors."""
+    checkpoint = read_checkpoint(path)
+    try:
+        missing, unexpected = model.load_state_dict(checkpoint["model_state"], strict=False)
+    except RuntimeError as error:  # a shape mismatch: another architecture
+        raise GenrecConfigError("init_from", f"{checkpoint['model_name']} weights in {path} do not fit "
+                                f"{model.name}: {str(error).splitlines()[-1].strip()}") from error
+    fresh = tuple(getattr(model, "fresh_modules", ()))
+    stray = [name for name in missing if not name.startswith(fresh)]
+    if unexpected or stray:
+        raise GenrecConfigError("init_from", f"{checkpoint['model_name']} weights in {path} do not fit {model.name}: "
+                                f"unexpected {unexpected[:3]}, missing {stray[:3]}")
+    return {"path": str(path), "model": checkpoint["model_name"], "fresh": sorted(missing)}
 
 
 def rng_states() -> dict[str, Any]:

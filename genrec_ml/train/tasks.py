@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from genrec_ml.data.cot_sequences import CotSequenceDataset
 from genrec_ml.data.item_sequences import ItemSequenceDataset, collate_items
 from genrec_ml.data.sequences import SequenceDataset, collate
 from genrec_ml.decoding import Constraint, Trie
@@ -38,7 +39,9 @@ class SidTask:
     collate: ClassVar[Callable] = staticmethod(collate)
 
     def dataset(self, model: nn.Module, examples: pd.DataFrame, max_history: int | None) -> Dataset:
-        return SequenceDataset(examples, self.sids, model.vocab, max_history)
+        # examples with a teacher CoT's supervision attached (LASAR's training split) carry it into batches
+        cls = CotSequenceDataset if "n_segments" in examples.columns else SequenceDataset
+        return cls(examples, self.sids, model.vocab, max_history)
 
     def rank(self, model: nn.Module, batch: dict[str, Tensor], k: int) -> Tensor:
         """(B, k) item indices by beam search; -1 where fewer than k SIDs are reachable."""

@@ -1,4 +1,5 @@
-"""LASAR's chain-of-thought asset on the tiny synthetic partition: written, checked, replaced atomically."""
+"""LASAR on the tiny synthetic partition: chains of thought written, checked and replaced atomically; their
+anchor states under the Stage-1 model; LASAR's Stage 2 trained from Stage 1 on them, evaluated into `metrics`."""
 
 import json
 import shutil
@@ -6,7 +7,7 @@ import shutil
 import pytest
 
 from genrec_ml import warehouse
-from tests.assets.pipeline import materialize
+from tests.assets.pipeline import TINY_CODEBOOKS, TINY_DECODER, TINY_ICR_FLOOR, materialize, tiny_training
 
 
 @pytest.fixture
@@ -37,6 +38,31 @@ def test_cot_texts_cover_every_training_example_and_a_bad_file_keeps_them(data_w
     metadata = next(e.event_specific_data.materialization.metadata for e in result.all_events
                     if e.event_type_value == "ASSET_MATERIALIZATION")
     assert metadata["dagster/row_count"].value == n_train and "n_segments" in metadata["segment_counts"].value
+
+    # Stage 1, the anchors it gives every segment, Stage 2 from its weights, evaluated
+    ops = {"rq_kmeans_4x256_codebook": TINY_CODEBOOKS["ops"]["rq_kmeans_4x256_codebook"],
+           "rq_kmeans_4x256_codebook_icr_above_floor": TINY_ICR_FLOOR,
+           "minionerec_checkpoint": tiny_training("minionerec", "rq_kmeans_4x256")["minionerec_checkpoint"],
+           **tiny_training("lasar_sft", "rq_kmeans_4x256", {**TINY_DECODER, "max_steps": 4})}
+    stages = materialize(data_warehouse, run_config={"ops": ops}, selection=[
+        "rq_kmeans_4x256_codebook", "minionerec_checkpoint", "cot_anchor_states", "lasar_sft_checkpoint",
+        "lasar_sft_metrics"], raise_on_error=False)
+    failures = [e.step_key for e in stages.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failures in ([], ["lasar_sft_metrics_beats_popularity"])  # two tiny epochs may trail popularity
+    checks = _checks(stages)
+    assert checks["cot_anchor_states_cover_segments"] and checks["cot_anchor_states_finite"]
+    with warehouse.connect(data_warehouse, read_only=True) as con:
+        anchors = con.execute("SELECT count(*), min(width), max(width) FROM cot_anchor_states "
+                              "WHERE dataset = 'synthetic'").fetchone()
+        steps = con.execute("SELECT metric, value FROM metrics WHERE model = 'lasar' AND split = 'test' "
+                            "AND (metric LIKE 'latent_steps%' OR metric = 'recall')").df()
+    assert anchors == (int(cot["n_segments"].sum()), TINY_DECODER["d_model"], TINY_DECODER["d_model"])
+    mean = steps.set_index("metric")["value"]
+    assert 1 <= mean["latent_steps_mean"] <= 4
+    assert abs(mean[mean.index.str.startswith("latent_steps_share")].sum() - 1) < 1e-9
+    lasar = next(e.event_specific_data.materialization.metadata for e in stages.all_events
+                 if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.path[-1] == "lasar_sft_metrics")
+    assert "latent_steps" in lasar
 
     # a user's file from any LLM; one bad line fails the run and leaves the template CoTs in place
     path = tmp_path / "cot.jsonl"

@@ -4,6 +4,7 @@
 import dagster as dg
 import pyarrow as pa
 
+from genrec_assets.defs.lasar.anchors import cot_anchor_states
 from genrec_assets.defs.partitions import dataset_partitions
 from genrec_assets.defs.resources import Warehouse
 from genrec_ml.config import EmbeddingConfig
@@ -53,4 +54,4 @@ def cot_texts(context: dg.AssetExecutionContext, config: CotRunConfig, warehouse
     })
 
 
-ASSETS = [cot_texts]
+ASSETS = [cot_texts, cot_anchor_states]

@@ -39,7 +39,7 @@ from genrec_ml.inputs import warehouse_catalog, warehouse_splits
 from genrec_ml.model_specs import ModelSpec
 from genrec_ml.models.registry import input_kind
 from genrec_ml.tracking import MlflowLogger
-from genrec_ml.warehouse import append_evaluation, read_partition
+from genrec_ml.warehouse import append_evaluation, query, read_partition
 
 GROUP = "models"
 
@@ -128,8 +128,13 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     kind = input_kind(spec.model)
     deps = ["splits", "items"] + ([f"{spec.tokenizer}_codebook"] if kind == "sids" else [])
     deps += [f"{spec.source}_checkpoint"] if spec.source else []
+    deps += [f"{spec.init_from}_checkpoint"] if spec.init_from else []
+    deps += ["cot_anchor_states"] if spec.cot else []
     started = (f" Starts from the {spec.source_stage} weights of {spec.source}_checkpoint (same seeds) instead of "
                "pre-training again: it differs from it only after pre-training." if spec.source else "")
+    if spec.init_from:
+        anchors = ", trained on the CoT anchors that checkpoint produced (cot_anchor_states)" if spec.cot else ""
+        started = f" Starts from {spec.init_from}_checkpoint's best weights (the same seed folder){anchors}."
 
     @dg.asset(name=f"{spec.prefix}_checkpoint", partitions_def=dataset_partitions, group_name=spec.group, deps=deps,
               description=f"{spec.model} ({spec.variant}) trained on the dataset's train split, best weights by "
@@ -145,8 +150,11 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         folder = artifacts.folder(dataset, "models", spec.prefix)
         runs = {f"seed{seed}": replace(experiment, seed=seed) for seed in config.seeds} or {".": experiment}
         source = artifacts.folder(dataset, "models", spec.source) if spec.source else None
+        init = artifacts.folder(dataset, "models", spec.init_from) if spec.init_from else None
         trained = {name: train_one(spec, dataset, run, splits, catalog, folder / name, tracking, context.run_id,
-                                   source / name if source else None)
+                                   source / name if source else None,
+                                   init_from=init / name / "best.pt" if init else None,
+                                   cot=load_cot(warehouse, dataset, run.scheme, name) if spec.cot else None)
                    for name, run in runs.items()}
         write_seed_folders(folder, list(runs))
         first, (model, run_id, figure) = next(iter(trained)), next(iter(trained.values()))
@@ -190,10 +198,23 @@ def post_training_metadata(trained) -> dict:
     }
 
 
+def load_cot(warehouse: Warehouse, dataset: str, scheme: str, stage1: str) -> pd.DataFrame:
+    """LASAR's CoT supervision per training example, from the anchors of Stage-1 run folder `stage1`."""
+    from genrec_ml.text.anchors import anchors_by_example
+
+    with warehouse.connect(read_only=True) as con:
+        rows = query(con, "cot_anchor_rows", dataset=dataset, scheme=scheme, stage1=stage1)
+    if rows.empty:
+        raise ValueError(f"cot_anchor_states has no rows for {dataset}, scheme {scheme!r}, Stage-1 run {stage1!r}; "
+                         "materialize minionerec_checkpoint with the same seeds, then cot_anchor_states")
+    return anchors_by_example(rows)
+
+
 def train_one(spec: ModelSpec, dataset: str, experiment: Experiment, splits: pd.DataFrame, catalog: Catalog,
-              folder, tracking: Tracking, dagster_run_id: str, source=None):
+              folder, tracking: Tracking, dagster_run_id: str, source=None, init_from=None, cot=None):
     """Train one seed of `spec` into `folder` as an MLflow run (from the run in `source` when the spec
-    starts from another's weights); returns (TrainedModel, run id, curve figure or None)."""
+    starts from another's weights; `init_from` / `cot` as `train_experiment`'s); returns (TrainedModel,
+    run id, curve figure or None)."""
     tags = {"dataset": dataset, "model": spec.model, "variant": spec.variant, "profile": experiment.profile,
             "tokenizer": str(experiment.tokenizer), "seed": str(experiment.seed), "dagster_run_id": dagster_run_id}
     with tracking.run("training", f"{spec.prefix}-{dataset}", tags) as run:
@@ -205,7 +226,8 @@ def train_one(spec: ModelSpec, dataset: str, experiment: Experiment, splits: pd.
                                         callback=MlflowLogger())
             mlflow.set_tags({"started_from": str(source), "start_stage": spec.source_stage})
         else:
-            trained = train_experiment(experiment, splits, catalog, folder, callback=MlflowLogger())
+            trained = train_experiment(experiment, splits, catalog, folder, callback=MlflowLogger(),
+                                       init_from=init_from, cot=cot)
         mlflow.log_params({f"train.{k}": str(v) for k, v in trained.info["train_config"].items()})
         figure = None
         if source is None:
@@ -298,6 +320,13 @@ def evaluation_metadata(evaluation: Evaluation) -> dict:
         metadata["corp_pruned_share"] = round(evaluation.search.pruned_share, 4)
         metadata["crss_step_order"] = png_markdown(plot_step_orders(evaluation.search.step_positions.numpy()),
                                                    "CRSS step orders")
+    if evaluation.latent_steps is not None:
+        from genrec_ml.eval.latent_steps import plot_latent_steps
+
+        steps, ranks = evaluation.latent_steps, evaluation.ranks["rank"].to_numpy()
+        metadata["latent_steps_mean"] = float(steps.mean())
+        metadata["latent_steps"] = png_markdown(plot_latent_steps(steps, ranks, int(steps.max(initial=0))),
+                                                "latent step counts and HR@10 per N")
     if evaluation.thinking is not None:
         from genrec_ml.eval.thinking import plot_thinking, thinking_agreement
 
