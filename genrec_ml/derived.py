@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from genrec_ml.data.cot_sequences import attach_cot
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.experiments import (
     RUN_INFO,
@@ -41,6 +42,7 @@ from genrec_ml.experiments import (
     build_experiment_model,
     post_train_from,
     post_training_info,
+    post_training_steps,
     prepare_training_dir,
     read_run_info,
     run_fingerprint,
@@ -86,8 +88,10 @@ def check_derivable(experiment: Experiment, source: Experiment, catalog: Catalog
 
 
 def derive_experiment(experiment: Experiment, splits: pd.DataFrame, catalog: Catalog, workdir: str | Path,
-                      source_workdir: str | Path, stage: str, callback=None) -> TrainedModel:
-    """`workdir/best.pt` and run.json of `experiment` started from the run in `source_workdir`."""
+                      source_workdir: str | Path, stage: str, callback=None, cot: pd.DataFrame | None = None
+                      ) -> TrainedModel:
+    """`workdir/best.pt` and run.json of `experiment` started from the run in `source_workdir` (`cot`: the
+    training examples' CoT supervision, as `train_experiment`'s: LASAR's RL aligns to the last anchor)."""
     workdir, source_workdir = Path(workdir), Path(source_workdir)
     checkpoint = source_checkpoint(source_workdir, stage)
     source_info = read_run_info(source_workdir)
@@ -95,6 +99,8 @@ def derive_experiment(experiment: Experiment, splits: pd.DataFrame, catalog: Cat
     config = experiment.train_config()
     model = build_experiment_model(experiment, catalog).to(resolve_device(config.device, Processes()))
     examples = split_examples(splits, experiment.scheme)
+    if cot is not None:
+        examples["train"] = attach_cot(examples["train"], cot)
     post = source_info.get("post_training") or {}
     pretrain_seconds = source_info["train_seconds"] - post.get("seconds", 0.0) if stage == "pretrained" else None
     valid = source_info.get("pretrain_best_valid", source_info["best_valid"])
@@ -109,7 +115,7 @@ def derive_experiment(experiment: Experiment, splits: pd.DataFrame, catalog: Cat
     }
     workdir.mkdir(parents=True, exist_ok=True)
     result = None
-    if stage == "pretrained" and getattr(model.config, "pars_steps", 0) > 0:
+    if stage == "pretrained" and post_training_steps(model.config) > 0:
         training = workdir / "training"  # PARS resumes from training/pars/last.pt unless settings or source changed
         prepare_training_dir(training, run_fingerprint(experiment, config, catalog, examples)
                              + str(source_info.get("evaluation_id") or source_info.get("fingerprint")))

@@ -104,7 +104,7 @@ class TrainedModel:
     checkpoint: Path  # best.pt: the validated best weights
     result: TrainResult  # pre-training, for models with post-training
     info: dict[str, Any]  # what run.json beside the checkpoint holds
-    post_training: Any = None  # genrec_ml.rl.pars.ParsResult of REG4Rec's PARS, None for other models
+    post_training: Any = None  # genrec_ml.rl.post_training.PostTrainResult of PARS / LASAR's RL, else None
 
 
 @dataclass
@@ -262,7 +262,7 @@ def train_experiment(
         counts = examples["train"]["n_segments"]
         info["cot_examples"] = int((counts > 0).sum())
     post = None
-    if getattr(model.config, "pars_steps", 0) > 0:
+    if post_training_steps(model.config) > 0:
         post = post_train_from(model, result, examples, catalog, config, training, callback)
         shutil.copyfile(result.best_checkpoint_path, workdir / "pretrained.pt")
         save_atomic(model_payload(model), result.best_checkpoint_path)
@@ -282,16 +282,28 @@ def post_training_info(post, pretrain_valid: dict, pretrain_seconds: float) -> d
                               "last_rewards": post.history[-1] if post.history else {}}}
 
 
+def post_training_steps(config) -> int:
+    """RL steps after pre-training / SFT: REG4Rec's PARS or LASAR's RL phase; 0 for every other model."""
+    return getattr(config, "pars_steps", 0) or getattr(config, "rl_steps", 0)
+
+
 def post_train_from(model, result: TrainResult, examples: dict[str, pd.DataFrame], catalog: Catalog,
                     config: TrainConfig, training: Path, callback: Callback | None):
-    """REG4Rec's PARS from the pre-trained weights in `result.best_checkpoint_path` (resumable in `training/pars`)."""
+    """RL post-training from the weights in `result.best_checkpoint_path`: REG4Rec's PARS (resumable in
+    `training/pars`) or LASAR's RL phase (`training/rl`, on the training examples' CoT anchors if any)."""
+    left = None if config.max_train_seconds is None else max(config.max_train_seconds - result.seconds, 0.0)
+    if getattr(model.config, "rl_steps", 0):
+        from genrec_ml.rl.lasar import post_train as lasar_post_train
+
+        model.load_state_dict(read_checkpoint(result.best_checkpoint_path, map_location=model.device)["model_state"])
+        return lasar_post_train(model, examples["train"], examples["valid"], catalog.sids, config, training / "rl",
+                                callback, seconds_left=left)
     from genrec_ml.rl.pars import post_train
 
     if not catalog.codeword_vectors:
         raise GenrecConfigError("codeword_vectors", f"{model.name}'s path reward needs the codebook's codeword "
                                 "vectors: load the catalog from a codebook with tokenizer.pt (export the bundle again)")
     model.load_state_dict(read_checkpoint(result.best_checkpoint_path, map_location=model.device)["model_state"])
-    left = None if config.max_train_seconds is None else max(config.max_train_seconds - result.seconds, 0.0)
     return post_train(model, examples["train"], examples["valid"], catalog.sids, catalog.codeword_vectors, config,
                       training / "pars", callback, seconds_left=left)
 

@@ -107,15 +107,24 @@ REG4REC_ABLATIONS = [
 # LASAR (§3.1): 4 x 256 RQ-KMeans codes for every decoder-only model. LASAR's Stage 2 (SFT with the latent loop,
 # `lasar_sft`) starts from MiniOneRec, its Stage 1 (§2.3); the variant names are Table 2's rows, whose KL row is
 # this SFT model (Table 3's LASAR adds the RL phase). Its ablations start from the same Stage-1 weights.
+RL_STEPS = 200  # LASAR's RL phase: the paper gives no step count; REG4Rec's PARS takes as many here
 LASAR = [
     ModelSpec("minionerec", tokenizer="rq_kmeans_4x256", group="lasar"),
     ModelSpec("lasar", variant="sft_kl_align", tokenizer="rq_kmeans_4x256", asset_prefix="lasar_sft", group="lasar",
               init_from="minionerec", cot=True),
+    # the RL phase (§2.4) from lasar_sft's weights: GRPO + terminal KL + REINFORCE, Table 3's last row
+    ModelSpec("lasar", tokenizer="rq_kmeans_4x256", model_settings={"rl_steps": RL_STEPS}, group="lasar",
+              source="lasar_sft", cot=True),
 ]
 LASAR_ABLATIONS = [
     *[ModelSpec("lasar", variant=f"sft_{name}", tokenizer="rq_kmeans_4x256", model_settings={"alignment": kind},
                 asset_prefix=f"lasar_sft_{name}", group="lasar_ablations", init_from="minionerec", cot=True)
       for name, kind in (("no_align", "none"), ("cosine_align", "cosine"), ("mse_align", "mse"))],
+    # Table 3's RL rows without REINFORCE (N still sampled from the SFT head), and without the terminal KL too
+    *[ModelSpec("lasar", variant=variant, tokenizer="rq_kmeans_4x256", model_settings={"rl_steps": RL_STEPS, **off},
+                asset_prefix=f"lasar_{variant}", group="lasar_ablations", source="lasar_sft", cot=True)
+      for variant, off in (("wo_reinforce", {"reinforce_weight": 0.0}),
+                           ("wo_terminal_kl_wo_reinforce", {"reinforce_weight": 0.0, "terminal_kl_weight": 0.0}))],
     # Force N (Figure 4a runs it after RL on Sports; here on the SFT model)
     *[ModelSpec("lasar", variant=f"sft_n{n}", tokenizer="rq_kmeans_4x256", model_settings={"fixed_steps": n},
                 asset_prefix=f"lasar_sft_n{n}", group="lasar_ablations", init_from="minionerec", cot=True)

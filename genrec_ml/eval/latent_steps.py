@@ -57,3 +57,18 @@ def plot_latent_steps(steps: np.ndarray, ranks: np.ndarray, max_steps: int, k: i
     hit_ax.bar(values, hits)
     hit_ax.set(xlabel="latent steps N", ylabel=f"HR@{k}", title="hit rate per N")
     return fig
+
+
+def plot_rl_dynamics(history: list[dict[str, float]]) -> Figure:
+    """LASAR's RL phase (Figure 5a): mean reward per candidate and mean sampled N over the steps."""
+    fig = Figure(figsize=(6, 3), layout="constrained")
+    FigureCanvasAgg(fig)
+    reward_ax = fig.subplots()
+    steps = [record["step"] for record in history]
+    reward_ax.plot(steps, [record["reward"] for record in history], color="tab:blue", label="reward")
+    reward_ax.set(xlabel="RL step", ylabel="mean reward per candidate")
+    steps_ax = reward_ax.twinx()
+    steps_ax.plot(steps, [record["mean_n"] for record in history], color="tab:orange", label="mean N")
+    steps_ax.set_ylabel("mean sampled N")
+    fig.legend(loc="upper right", fontsize=7)
+    return fig

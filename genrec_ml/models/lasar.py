@@ -63,6 +63,19 @@ class LasarConfig(MiniOneRecConfig):
     alignment: str = "bikl"  # eq. 4's bidirectional KL; "cosine" / "mse" / "none" are Table 2's ablations
     sft_steps: str = "policy"  # N during SFT: the head's argmax (§2.2) or the CoT segment count
     fixed_steps: int | None = None  # Force N (Figure 4a): every example runs this many steps, the head unused
+    # RL phase (§2.4, Table 7), after SFT; rl_steps = 0 is the SFT model
+    rl_steps: int = 0
+    rl_users: int = 32  # prompts per RL step (paper silent; TRL's per-device batch of prompts is of this order)
+    rl_group: int = 8  # G candidates per prompt, by beam search (Table 7, appendix E.5)
+    rl_lr: float = 1e-5  # Table 7
+    rl_epsilon: float = 0.2  # GRPO clip (Table 7)
+    rl_kl_beta: float = 1e-3  # GRPO's KL to the frozen SFT model (Table 7)
+    rl_eval_every: int = 50  # validations keep the best RL weights (the SFT ones when no step beats them)
+    terminal_kl_weight: float = 1e-5  # γ_KL (Table 7); 0 = "w/o Terminal KL" (Table 3)
+    reinforce_weight: float = 0.01  # γ_RF (Table 7); 0 = "w/o REINFORCE": N still sampled, the head not trained
+    step_penalty: float = 5e-4  # λ of eq. 6 (Table 7: 1e-4 / 5e-4 / 1e-3)
+    entropy_coef: float = 1e-3  # η of eq. 6: the paper gives no value
+    baseline_decay: float = 0.9  # b_EMA's decay: the paper gives no value
 
     def __post_init__(self):
         super().__post_init__()
@@ -72,6 +85,8 @@ class LasarConfig(MiniOneRecConfig):
             raise GenrecConfigError("alignment", f"{self.alignment!r}; choose from {ALIGNMENTS}")
         if self.sft_steps not in SFT_STEPS:
             raise GenrecConfigError("sft_steps", f"{self.sft_steps!r}; choose from {SFT_STEPS}")
+        if self.rl_steps and self.rl_group < 2:
+            raise GenrecConfigError("rl_group", f"GRPO compares G >= 2 candidates per prompt, got {self.rl_group}")
         if self.fixed_steps is not None and not 0 <= self.fixed_steps <= self.max_steps:
             raise GenrecConfigError("fixed_steps", f"must lie in 0..max_steps = {self.max_steps}, got "
                                     f"{self.fixed_steps}")
@@ -88,6 +103,9 @@ class Lasar(MiniOneRec):
     profiles = PROFILES
     fresh_modules = ("policy_head.",)  # what Stage 1's weights lack (`genrec_ml.train.checkpoint.warm_start`)
     lr_ratio = 0.1  # Stage 2 fine-tunes Stage 1 at a tenth of its peak lr (Table 7: 5e-4, then 5e-5)
+    # what only the RL phase reads: a run differing in these starts from the SFT weights (genrec_ml.derived)
+    post_training_fields = ("rl_steps", "rl_users", "rl_group", "rl_lr", "rl_epsilon", "rl_kl_beta", "rl_eval_every",
+                            "terminal_kl_weight", "reinforce_weight", "step_penalty", "entropy_coef", "baseline_decay")
 
     def __init__(self, config: LasarConfig):
         super().__init__(config)
@@ -138,21 +156,26 @@ class Lasar(MiniOneRec):
         Optional batch fields: `n_segments (B,)` (0 = no CoT) and `anchors (B, S, d)`.
         """
         batch = self._to_device(batch)
-        targets = batch["targets"]  # (B, L)
         labels = batch.get("n_segments")
-        h0, policy_logits, mask, cache, position = self.begin(batch["input_ids"], batch["attention_mask"])
-        if steps is None:
-            steps = self.steps_from(policy_logits, labels if self.config.sft_steps == "label" else None)
-        latent, mask, cache, position = self.latent_loop(h0, steps.to(h0.device), mask, cache, position)
-        logits = self.answer_logits(targets, mask, cache, position)
+        logits, policy_logits, latent, steps = self.teacher_forced(
+            batch, steps, labels if self.config.sft_steps == "label" else None)
+        targets = batch["targets"]
         ce = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
         parts = {"ce": ce}
         if labels is not None:
-            parts |= self.reasoning_losses(policy_logits, latent, steps.to(h0.device), labels, batch.get("anchors"))
+            parts |= self.reasoning_losses(policy_logits, latent, steps, labels, batch.get("anchors"))
         loss = ce + self.config.align_weight * parts.get("align", 0.0) + \
             self.config.policy_weight * parts.get("policy", 0.0)
         self.loss_parts = {k: v.detach() for k, v in parts.items()}
         return logits, loss
+
+    def teacher_forced(self, batch: dict[str, Tensor], steps: Tensor | None = None, labels: Tensor | None = None):
+        """`(logits (B, L, K_max), policy logits (B, N_max), latent states (B, max N, d), steps (B,))` of the
+        answer `batch["targets"]` after `steps` latent steps (default: `steps_from` the head and `labels`)."""
+        h0, policy_logits, mask, cache, position = self.begin(batch["input_ids"], batch["attention_mask"])
+        steps = self.steps_from(policy_logits, labels) if steps is None else steps.to(h0.device)
+        latent, mask, cache, position = self.latent_loop(h0, steps, mask, cache, position)
+        return self.answer_logits(batch["targets"], mask, cache, position), policy_logits, latent, steps
 
     def answer_logits(self, targets: Tensor, mask: Tensor, cache, position: Tensor) -> Tensor:
         """<eot> and the answer's first L - 1 codes after the cache: `(B, L, K_max)` logits of the L levels."""
@@ -217,23 +240,25 @@ class Lasar(MiniOneRec):
         _, policy_logits, _, _, _ = self.begin(batch["input_ids"], batch["attention_mask"])
         return self.steps_from(policy_logits)
 
-    def stepper(self, batch: dict[str, Tensor]) -> LasarStepper:
+    def stepper(self, batch: dict[str, Tensor], steps: Tensor | None = None) -> LasarStepper:
         batch = self._to_device(batch)
-        return LasarStepper(self, batch["input_ids"], batch["attention_mask"])
+        return LasarStepper(self, batch["input_ids"], batch["attention_mask"], steps)
 
 
 class LasarStepper(MiniOneRecStepper):
     """`genrec_ml.decoding.Stepper`: the prompt, <bot>, N latent steps and <eot> once per user (Algorithm 1),
     then one cached token per level as MiniOneRec; `steps` holds each user's N after `start`."""
 
-    steps: Tensor | None = None
+    def __init__(self, model: Lasar, input_ids: Tensor, attention_mask: Tensor, steps: Tensor | None = None):
+        super().__init__(model, input_ids, attention_mask)
+        self.steps = steps  # (B,) forced N (RL's sampled N), else the head's choice once `start` ran
 
     def start(self, batch_size: int) -> MiniOneRecState:
         if batch_size != self.batch_size:
             raise ValueError(f"stepper holds {self.batch_size} users, search asked for {batch_size}")
         model: Lasar = self.model
         h0, policy_logits, mask, cache, position = model.begin(self.input_ids, self.attention_mask)
-        self.steps = model.steps_from(policy_logits)
+        self.steps = model.steps_from(policy_logits) if self.steps is None else self.steps.to(h0.device)
         _, mask, cache, position = model.latent_loop(h0, self.steps, mask, cache, position)
         end = self.input_ids.new_full((batch_size, 1), model.latent_end)
         mask = torch.cat([mask, torch.ones_like(end, dtype=torch.bool)], dim=1)

@@ -23,10 +23,8 @@ ones when no step beats them). `last.pt` in the work folder resumes an interrupt
 from __future__ import annotations
 
 import copy
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,26 +32,18 @@ import torch
 from torch import Tensor
 
 from genrec_ml.data.sequences import SequenceDataset
-from genrec_ml.eval import evaluate
 from genrec_ml.rl.grpo import GrpoConfig, group_advantages, grpo_loss
+from genrec_ml.rl.post_training import PostTrainResult, run_post_training
 from genrec_ml.rl.rewards import Rewards, msra_windows
-from genrec_ml.train.checkpoint import model_payload, read_checkpoint, restore_rng_states, rng_states, save_atomic
 from genrec_ml.train.config import TrainConfig
 from genrec_ml.train.ladq import LadqConfig, LadqController, apply_precisions
-from genrec_ml.train.loop import Callback, rank_split
+from genrec_ml.train.loop import Callback
 from genrec_ml.train.tasks import SidTask
 
-LAST = "last.pt"
 COMPONENTS = ("step", "category", "consistency", "path", "total")
 
 
-@dataclass
-class ParsResult:
-    history: list[dict[str, float]] = field(default_factory=list)  # per step: mean rewards, loss, kl, clipping
-    evaluations: list[dict[str, float]] = field(default_factory=list)  # validations, step 0 = pre-trained
-    best_metrics: dict[str, float] = field(default_factory=dict)
-    steps: int = 0
-    seconds: float = 0.0
+ParsResult = PostTrainResult  # what PARS returns: the shared post-training record
 
 
 @dataclass
@@ -122,42 +112,28 @@ def post_train(model, train_examples: pd.DataFrame, valid_examples: pd.DataFrame
     when its own time passes it (the run records the steps taken).
     """
     cfg, workdir = model.config, Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     sids = torch.as_tensor(np.asarray(sids), dtype=torch.long)
     reference = copy.deepcopy(model).eval().requires_grad_(False)
     context = pars_context(model, train_examples, sids, codeword_vectors, config.max_history)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.pars_lr, weight_decay=0.0)
     valid = valid_examples.iloc[: config.eval_max_examples] if config.eval_max_examples else valid_examples
     task = SidTask(sids, beam_width=config.eval_beam_width)
-    result, best_state = ParsResult(), None
-    if (workdir / LAST).is_file():
-        best_state = _resume(workdir / LAST, model, optimizer, result)
-    started = time.perf_counter() - result.seconds
-    if not result.evaluations:
-        best_state = _validate(model, valid, task, config, result, 0, best_state, callback)
     ladq = _ladq(model, context.data, config) if cfg.ladq else None
-    for step in range(result.steps, cfg.pars_steps):
+    first = []  # LADQ decides precisions at the first step this process takes, resumed or not
+
+    def step_fn(step: int) -> dict[str, float]:
         if ladq is not None:
-            ladq.maybe_update(step, ladq.loss_fn, force=step == result.steps)
+            ladq.maybe_update(step, ladq.loss_fn, force=not first)
+        first.append(step)
         metrics = pars_step(model, reference, context, optimizer, config, step)
         if ladq is not None:
             metrics |= {f"ladq_{p}_layers": n for p, n in ladq.summary().items()}
-        result.history.append(metrics)
-        result.steps = step + 1
-        if callback:
-            callback("pars_step", metrics)
-        out_of_time = seconds_left is not None and time.perf_counter() - started > seconds_left
-        if result.steps % cfg.pars_eval_every == 0 or result.steps == cfg.pars_steps or out_of_time:
-            best_state = _validate(model, valid, task, config, result, result.steps, best_state, callback)
-            result.seconds = time.perf_counter() - started
-            _save(workdir / LAST, model, optimizer, result, best_state)
-        if out_of_time:
-            break
-    result.seconds = time.perf_counter() - started
+        return metrics
+
+    result = run_post_training(model, step_fn, cfg.pars_steps, cfg.pars_eval_every, optimizer, valid, task, config,
+                               workdir, event="pars", callback=callback, seconds_left=seconds_left)
     if ladq is not None:
         apply_precisions(ladq.layers, {})  # the kept model runs in fp32
-    if best_state is not None:
-        model.load_state_dict(best_state)
     return result
 
 
@@ -205,32 +181,3 @@ def pars_step(model, reference, context: ParsContext, optimizer, config: TrainCo
     out |= {f"reward_{name}": float(parts[name].mean()) for name in COMPONENTS}
     out |= {name: float(value) for name, value in stats.items()}
     return out
-
-
-def _validate(model, valid: pd.DataFrame, task: SidTask, config: TrainConfig, result: ParsResult, step: int,
-              best_state, callback) -> dict[str, Tensor] | None:
-    top, targets = rank_split(model, valid, k=max(config.eval_ks), batch_size=config.eval_batch_size,
-                              max_history=config.max_history, task=task)
-    record = {"step": step, **evaluate(top, targets, config.eval_ks)}
-    result.evaluations.append(record)
-    if callback:
-        callback("pars_eval", record)
-    if not result.best_metrics or record[config.monitor] > result.best_metrics[config.monitor]:
-        result.best_metrics = record
-        return {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return best_state
-
-
-def _save(path: Path, model, optimizer, result: ParsResult, best_state) -> None:
-    save_atomic({**model_payload(model), "optimizer": optimizer.state_dict(), "rng": rng_states(),
-                 "result": asdict(result), "best_state": best_state}, path)
-
-
-def _resume(path: Path, model, optimizer, result: ParsResult) -> dict[str, Any] | None:
-    stored = read_checkpoint(path, map_location=model.device)
-    model.load_state_dict(stored["model_state"])
-    optimizer.load_state_dict(stored["optimizer"])
-    restore_rng_states(stored["rng"])
-    for key, value in stored["result"].items():
-        setattr(result, key, value)
-    return stored["best_state"]

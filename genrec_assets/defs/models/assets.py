@@ -182,13 +182,23 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
 
 
 def post_training_metadata(trained) -> dict:
-    """REG4Rec: PARS reward curves, mean rewards of the last step and the validations before and after."""
+    """REG4Rec: PARS reward curves, mean rewards of the last step and the validations before and after;
+    LASAR: its RL phase's reward and mean N over the steps (Figure 5a), the last step and the validations."""
     post = trained.post_training
     if post is None or not post.history:
         return {}
+    last = post.history[-1]
+    if "mean_n" in last:
+        from genrec_ml.eval.latent_steps import plot_rl_dynamics
+
+        return {
+            "rl_steps": post.steps, "rl_seconds": round(post.seconds, 1),
+            "rl_last_step": dg.MetadataValue.json({k: round(v, 5) for k, v in last.items()}),
+            "rl_validations": dg.MetadataValue.md(pd.DataFrame(post.evaluations).round(4).to_markdown(index=False)),
+            "rl_dynamics": png_markdown(plot_rl_dynamics(post.history), "LASAR RL: reward and mean N"),
+        }
     from genrec_ml.eval.reasoning_paths import plot_rewards
 
-    last = post.history[-1]
     return {
         "pars_steps": post.steps, "pars_seconds": round(post.seconds, 1),
         "pars_rewards_last_step": dg.MetadataValue.json({k: round(v, 4) for k, v in last.items()
@@ -223,7 +233,7 @@ def train_one(spec: ModelSpec, dataset: str, experiment: Experiment, splits: pd.
         mlflow.log_params({f"experiment.{k}": str(v) for k, v in experiment.__dict__.items()})
         if source is not None:
             trained = derive_experiment(experiment, splits, catalog, folder, source, spec.source_stage,
-                                        callback=MlflowLogger())
+                                        callback=MlflowLogger(), cot=cot)
             mlflow.set_tags({"started_from": str(source), "start_stage": spec.source_stage})
         else:
             trained = train_experiment(experiment, splits, catalog, folder, callback=MlflowLogger(),
