@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from genrec_ml.data.cot_sequences import attach_cot
+from genrec_ml.data.cot_sequences import attach_supervision
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.experiments import (
     RUN_INFO,
@@ -100,7 +100,7 @@ def derive_experiment(experiment: Experiment, splits: pd.DataFrame, catalog: Cat
     model = build_experiment_model(experiment, catalog).to(resolve_device(config.device, Processes()))
     examples = split_examples(splits, experiment.scheme)
     if cot is not None:
-        examples["train"] = attach_cot(examples["train"], cot)
+        examples["train"] = attach_supervision(examples["train"], cot)
     post = source_info.get("post_training") or {}
     pretrain_seconds = source_info["train_seconds"] - post.get("seconds", 0.0) if stage == "pretrained" else None
     valid = source_info.get("pretrain_best_valid", source_info["best_valid"])

@@ -221,16 +221,17 @@ def train_experiment(
     `init_from`: a checkpoint of another model whose weights start this one (LASAR's Stage 2 from
     MiniOneRec's Stage 1; `warm_start` says what may differ). `cot`: per training example
     (user_index, target_position, n_segments, anchors), LASAR's CoT supervision
-    (`genrec_ml.text.anchors.anchors_by_example`). Under torchrun every rank trains; only rank 0
+    (`genrec_ml.text.anchors.anchors_by_example`), or rows of `cot_texts` (user_index, target_position,
+    segments): the explicit-CoT baseline's text. Under torchrun every rank trains; only rank 0
     prepares `workdir/training`, and only it moves best.pt and writes run.json (the other ranks
     return without touching the workdir).
     """
     workdir = Path(workdir)
     examples = split_examples(splits, experiment.scheme)
     if cot is not None:
-        from genrec_ml.data.cot_sequences import attach_cot
+        from genrec_ml.data.cot_sequences import attach_supervision
 
-        examples["train"] = attach_cot(examples["train"], cot)
+        examples["train"] = attach_supervision(examples["train"], cot)
     _check_catalog(experiment, catalog)
     config = experiment.train_config()
     training = workdir / "training"
@@ -259,8 +260,9 @@ def train_experiment(
     if started is not None:
         info["initialised_from"] = started
     if cot is not None:
-        counts = examples["train"]["n_segments"]
-        info["cot_examples"] = int((counts > 0).sum())
+        rows = examples["train"]
+        has_cot = rows["n_segments"] > 0 if "n_segments" in rows.columns else rows["cot_text"] != ""
+        info["cot_examples"] = int(has_cot.sum())
     post = None
     if post_training_steps(model.config) > 0:
         post = post_train_from(model, result, examples, catalog, config, training, callback)

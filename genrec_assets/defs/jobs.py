@@ -69,13 +69,15 @@ lasar_job = _model_job(
     "segmented teacher chain of thought per training example: LASAR's alignment targets and policy-head labels), "
     "`cot_anchor_states` (each segment's hidden state under the Stage-1 backbone), LASAR's Stage 2 (latent "
     "loop, policy head, step-wise bi-KL alignment) from MiniOneRec's weights, and its RL phase (GRPO, terminal "
-    "KL, REINFORCE on the step policy) from Stage 2's, into `metrics`.")
+    "KL, REINFORCE on the step policy) from Stage 2's, and the explicit-CoT baseline (GREAM's CoT SFT from "
+    "MiniOneRec's weights, direct answers), into `metrics`.")
 lasar_ablations_job = _model_job(
     "lasar_ablations",
     dg.AssetSelection.groups("lasar_ablations") | dg.AssetSelection.groups("lasar"),
     "LASAR and its ablations on one dataset: Table 2's alignments (none, cosine, MSE against bi-KL), Table 3's "
     "RL without REINFORCE and without the terminal KL, and Figure 4a's Force N (N = 1, 2, 4 against the policy "
-    "head), each from the same Stage-1 weights and CoT anchors; `metrics.variant` tells them apart.")
+    "head), each from the same Stage-1 weights and CoT anchors; the explicit-CoT weights answering after a "
+    "written CoT (Table 4's 'CoT Gen.' time); `metrics.variant` tells them apart.")
 MODEL_JOBS = [baselines_job, reasoning_job, s2gr_ablations_job, care_ablations_job, reg4rec_ablations_job,
               lasar_job, lasar_ablations_job]
 

@@ -136,9 +136,11 @@ class MiniOneRec(BeamRanking, nn.Module):
         order = mask.to(torch.int8).argsort(dim=1, stable=True)  # padding first, real tokens in their order
         return ids.gather(1, order).masked_fill(~mask.gather(1, order), PAD), mask.gather(1, order)
 
-    def run_prompt(self, input_ids: Tensor, attention_mask: Tensor, extra: Tensor | None = None):
-        """The prompt, then `extra` tokens `(B, e)` after it: `(last hidden states of the rest and the extra
-        tokens (B, T, d), their attention mask (B, P + T), the cache, the next position (B,))`.
+    def run_prompt(self, input_ids: Tensor, attention_mask: Tensor, extra: Tensor | None = None,
+                   extra_mask: Tensor | None = None):
+        """The prompt, then `extra` tokens `(B, e)` after it (`extra_mask (B, e)`: False on padding among them,
+        default all real): `(last hidden states of the rest and the extra tokens (B, T, d), their attention
+        mask (B, P + T), the cache, the next position (B,))`.
 
         Fast path: the preamble is the same tokens at the same positions in every row (padding comes after
         it and is masked), so it runs once, as one row, and its keys and values are repeated for the batch
@@ -149,7 +151,8 @@ class MiniOneRec(BeamRanking, nn.Module):
         cache = getattr(self.lm.model(input_ids=self.preamble[None], use_cache=True), _CACHE_ARG)
         cache.batch_repeat_interleave(rows)
         if extra is not None:
-            rest, rest_mask = torch.cat([rest, extra], dim=1), torch.cat([rest_mask, torch.ones_like(extra).bool()], 1)
+            extra_mask = torch.ones_like(extra, dtype=torch.bool) if extra_mask is None else extra_mask.bool()
+            rest, rest_mask = torch.cat([rest, extra], dim=1), torch.cat([rest_mask, extra_mask], dim=1)
         mask = torch.cat([torch.ones(rows, start, dtype=torch.bool, device=rest.device), rest_mask], dim=1)
         position = positions(mask)[:, start:]
         out = self.lm.model(input_ids=rest, attention_mask=mask.long(), position_ids=position, use_cache=True,

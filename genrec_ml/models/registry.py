@@ -15,6 +15,7 @@ from genrec_ml.errors import GenrecConfigError
 from genrec_ml.models.bert4rec import BERT4Rec
 from genrec_ml.models.care import Care
 from genrec_ml.models.caser import Caser
+from genrec_ml.models.explicit_cot import ExplicitCot
 from genrec_ml.models.gru4rec import GRU4Rec
 from genrec_ml.models.lasar import Lasar
 from genrec_ml.models.minionerec import MiniOneRec
@@ -27,7 +28,8 @@ from genrec_ml.models.tiger import Tiger
 
 # name -> model class; each class has `name` (this key) and `config_class` (its dataclass config)
 MODELS: dict[str, type[nn.Module]] = {
-    cls.name: cls for cls in (Tiger, S2gr, Care, Reg4Rec, MiniOneRec, Lasar, SASRec, GRU4Rec, Caser, BERT4Rec, ReaRec)
+    cls.name: cls for cls in (Tiger, S2gr, Care, Reg4Rec, MiniOneRec, Lasar, ExplicitCot,
+                              SASRec, GRU4Rec, Caser, BERT4Rec, ReaRec)
 }
 
 # Item-id models take their architecture from their config defaults (RecBole's, sized for

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from genrec_ml.data.cot_sequences import CotSequenceDataset
+from genrec_ml.data.cot_sequences import TEXT_FIELD, CotSequenceDataset, CotTextSequenceDataset
 from genrec_ml.data.item_sequences import ItemSequenceDataset, collate_items
 from genrec_ml.data.sequences import SequenceDataset, collate
 from genrec_ml.decoding import Constraint, Trie
@@ -39,7 +39,11 @@ class SidTask:
     collate: ClassVar[Callable] = staticmethod(collate)
 
     def dataset(self, model: nn.Module, examples: pd.DataFrame, max_history: int | None) -> Dataset:
-        # examples with a teacher CoT's supervision attached (LASAR's training split) carry it into batches
+        # examples with a teacher CoT's supervision attached (LASAR's training split: anchors; the explicit-CoT
+        # baseline's: the text, in the model's tokens) carry it into batches
+        if TEXT_FIELD in examples.columns:
+            return CotTextSequenceDataset(examples, self.sids, model.vocab, max_history, encode=model.encode_texts,
+                                          max_tokens=model.config.max_cot_tokens)
         cls = CotSequenceDataset if "n_segments" in examples.columns else SequenceDataset
         return cls(examples, self.sids, model.vocab, max_history)
 

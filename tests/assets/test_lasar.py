@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from genrec_ml import warehouse
+from genrec_ml.experiments import read_run_info
 from tests.assets.pipeline import TINY_CODEBOOKS, TINY_DECODER, TINY_ICR_FLOOR, materialize, tiny_training
 
 
@@ -46,13 +47,19 @@ def test_cot_texts_cover_every_training_example_and_a_bad_file_keeps_them(data_w
            **tiny_training("lasar_sft", "rq_kmeans_4x256", {**TINY_DECODER, "max_steps": 4}),
            # the RL phase from lasar_sft's weights: a few steps of it
            **tiny_training("lasar", "rq_kmeans_4x256", {**TINY_DECODER, "max_steps": 4, "rl_steps": 2, "rl_users": 4,
-                                                        "rl_group": 4, "rl_eval_every": 2})}
+                                                        "rl_group": 4, "rl_eval_every": 2}),
+           # the explicit-CoT baseline from the same Stage-1 weights, and its weights decoded in reasoning mode
+           **tiny_training("explicit_cot", "rq_kmeans_4x256", {**TINY_DECODER, "max_cot_tokens": 48}),
+           **tiny_training("explicit_cot_gen", "rq_kmeans_4x256", {**TINY_DECODER, "max_cot_tokens": 48,
+                                                                   "inference": "generate"})}
     stages = materialize(data_warehouse, run_config={"ops": ops}, selection=[
         "rq_kmeans_4x256_codebook", "minionerec_checkpoint", "cot_anchor_states", "lasar_sft_checkpoint",
-        "lasar_sft_metrics", "lasar_checkpoint", "lasar_metrics"], raise_on_error=False)
+        "lasar_sft_metrics", "lasar_checkpoint", "lasar_metrics", "explicit_cot_checkpoint", "explicit_cot_metrics",
+        "explicit_cot_gen_checkpoint", "explicit_cot_gen_metrics"], raise_on_error=False)
     failures = [e.step_key for e in stages.all_events if e.event_type_value == "STEP_FAILURE"]
     # two tiny epochs may trail popularity
-    assert set(failures) <= {"lasar_sft_metrics_beats_popularity", "lasar_metrics_beats_popularity"}
+    assert {f.removesuffix("_metrics_beats_popularity") for f in failures} <= {
+        "lasar_sft", "lasar", "explicit_cot", "explicit_cot_gen"}, failures
     checks = _checks(stages)
     assert checks["cot_anchor_states_cover_segments"] and checks["cot_anchor_states_finite"]
     with warehouse.connect(data_warehouse, read_only=True) as con:
@@ -74,6 +81,12 @@ def test_cot_texts_cover_every_training_example_and_a_bad_file_keeps_them(data_w
     with warehouse.connect(data_warehouse, read_only=True) as con:
         variants = {v for (v,) in con.execute("SELECT DISTINCT variant FROM metrics WHERE model = 'lasar'").fetchall()}
     assert variants == {"sft_kl_align", "default"}
+    explicit = read_run_info(data_warehouse.parent / "artifacts" / "synthetic" / "models" / "explicit_cot")
+    assert explicit["initialised_from"]["model"] == "minionerec" and explicit["cot_examples"] == len(cot)
+    with warehouse.connect(data_warehouse, read_only=True) as con:
+        explicit_rows = con.execute("SELECT variant, count(*) FROM metrics WHERE model = 'explicit_cot' "
+                                    "AND split = 'test' GROUP BY variant").fetchall()
+    assert {v for v, n in explicit_rows if n > 0} == {"default", "cot_gen"}
 
     # a user's file from any LLM; one bad line fails the run and leaves the template CoTs in place
     path = tmp_path / "cot.jsonl"

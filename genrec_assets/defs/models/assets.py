@@ -129,11 +129,12 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     deps = ["splits", "items"] + ([f"{spec.tokenizer}_codebook"] if kind == "sids" else [])
     deps += [f"{spec.source}_checkpoint"] if spec.source else []
     deps += [f"{spec.init_from}_checkpoint"] if spec.init_from else []
-    deps += ["cot_anchor_states"] if spec.cot else []
+    deps += {"anchors": ["cot_anchor_states"], "text": ["cot_texts"], "": []}[spec.cot]
     started = (f" Starts from the {spec.source_stage} weights of {spec.source}_checkpoint (same seeds) instead of "
                "pre-training again: it differs from it only after pre-training." if spec.source else "")
     if spec.init_from:
-        anchors = ", trained on the CoT anchors that checkpoint produced (cot_anchor_states)" if spec.cot else ""
+        anchors = {"anchors": ", trained on the CoT anchors that checkpoint produced (cot_anchor_states)",
+                   "text": ", trained to write the teacher CoT (cot_texts) before its answer", "": ""}[spec.cot]
         started = f" Starts from {spec.init_from}_checkpoint's best weights (the same seed folder){anchors}."
 
     @dg.asset(name=f"{spec.prefix}_checkpoint", partitions_def=dataset_partitions, group_name=spec.group, deps=deps,
@@ -154,7 +155,7 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         trained = {name: train_one(spec, dataset, run, splits, catalog, folder / name, tracking, context.run_id,
                                    source / name if source else None,
                                    init_from=init / name / "best.pt" if init else None,
-                                   cot=load_cot(warehouse, dataset, run.scheme, name) if spec.cot else None)
+                                   cot=load_cot(warehouse, dataset, run.scheme, name, spec.cot))
                    for name, run in runs.items()}
         write_seed_folders(folder, list(runs))
         first, (model, run_id, figure) = next(iter(trained)), next(iter(trained.values()))
@@ -208,10 +209,19 @@ def post_training_metadata(trained) -> dict:
     }
 
 
-def load_cot(warehouse: Warehouse, dataset: str, scheme: str, stage1: str) -> pd.DataFrame:
-    """LASAR's CoT supervision per training example, from the anchors of Stage-1 run folder `stage1`."""
+def load_cot(warehouse: Warehouse, dataset: str, scheme: str, stage1: str, kind: str) -> pd.DataFrame | None:
+    """The CoT supervision per training example of a spec with `cot = kind`: LASAR's, the anchors of Stage-1 run
+    folder `stage1`; the explicit-CoT baseline's, the `cot_texts` segments; None for ""."""
     from genrec_ml.text.anchors import anchors_by_example
 
+    if not kind:
+        return None
+    if kind == "text":
+        with warehouse.connect(read_only=True) as con:
+            rows = query(con, "cot_text_rows", dataset=dataset, scheme=scheme)
+        if rows.empty:
+            raise ValueError(f"cot_texts has no rows for {dataset}, scheme {scheme!r}: materialize cot_texts")
+        return rows
     with warehouse.connect(read_only=True) as con:
         rows = query(con, "cot_anchor_rows", dataset=dataset, scheme=scheme, stage1=stage1)
     if rows.empty:
