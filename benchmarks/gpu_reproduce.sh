@@ -17,6 +17,8 @@
 # every 1,000 steps on 2,000 users: the paper's schedule (inverse square root, which does not depend on
 # the cap) truncated to the window, not its 200k steps. run.json records the steps each run took.
 # The dry run prints each model's forward+backward time. There is no resuming across windows.
+# LASAR's line (MODELS=lasar_sft,explicit_cot: bundles exported after cot_texts carry the teacher CoTs) trains
+# MiniOneRec first and Stage 2 after it, so give each stage half the window: "max_train_seconds": 120.
 set -uo pipefail
 
 DATASET=${DATASET:-amazon-beauty}

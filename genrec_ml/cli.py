@@ -44,7 +44,7 @@ from genrec_ml.experiments import (
     train_experiment,
     write_run_info,
 )
-from genrec_ml.inputs import Bundle, export_bundle, read_bundle
+from genrec_ml.inputs import Bundle, bundle_cot, export_bundle, read_bundle
 from genrec_ml.progress import ProgressFile, plain, training_progress
 from genrec_ml.train.distributed import is_main_process
 from genrec_ml.train.loop import Callback
@@ -99,6 +99,9 @@ def parser() -> argparse.ArgumentParser:
                             "(settings may differ only after pre-training; see genrec_ml.derived)")
     train.add_argument("--start-stage", choices=("pretrained", "final"), default="pretrained",
                        help="with --start-from: its weights before post-training, or its best.pt")
+    train.add_argument("--init-from", type=Path, default=None,
+                       help="another model's finished workdir (or checkpoint) whose weights start this one where "
+                            "they fit: LASAR's Stage 2 and the explicit-CoT baseline from MiniOneRec's")
     add_tracking_arguments(train)
     train.set_defaults(command=run_train)
 
@@ -220,6 +223,10 @@ def run_train(args: argparse.Namespace) -> int:
     metrics = evaluation.metrics[list(METRIC_COLUMNS)]
     info = {**info, "dataset": bundle.dataset, "bundle": bundle.meta, "evaluation_id": uuid.uuid4().hex,
             "rank_seconds": evaluation.seconds}
+    if not args.evaluate_only and args.init_from is not None and args.init_from.is_dir():
+        # which evaluation of the init run this one started from: `reproduce` retrains it when that changes
+        info["initialised_from"] = {**info.get("initialised_from", {}),
+                                    "evaluation_id": read_run_info(args.init_from).get("evaluation_id")}
     if run is not None:
         info["mlflow_run_id"] = tracking.log_outcome(run, workdir, info, metrics, checkpoint=not args.evaluate_only)
     write_run_info(workdir, info)
@@ -234,8 +241,11 @@ def train_tracked(args: argparse.Namespace, experiment: Experiment,
     """Train with progress.json and curves.jsonl kept current, logging to MLflow when tracking is on;
     returns run.json's training facts and the MLflow run (None when off) the evaluation ends."""
     workdir = args.workdir
+    init_from = checkpoint_of(args.init_from)
+    cot = bundle_cot(bundle, experiment.model, stage1_of(args, init_from), experiment.train_config().device)
     if not is_main_process():  # torchrun: rank 0 alone writes progress.json and the curves, and tracks
-        return train_experiment(experiment, bundle.splits, bundle.catalog, workdir).info, None
+        return train_experiment(experiment, bundle.splits, bundle.catalog, workdir, init_from=init_from,
+                                cot=cot).info, None
     progress = training_progress(workdir, experiment, bundle.splits)
     curves = tracking.CurvesFile(workdir / tracking.CURVES_FILE, {"experiment": asdict(experiment),
                                                                   "bundle": bundle.meta},
@@ -245,7 +255,27 @@ def train_tracked(args: argparse.Namespace, experiment: Experiment,
     logger = tracking.CurveLogger(curves.append, *([run.log_point] if run else []), skip=curves.keys)
     start = (args.start_from, args.start_stage) if args.start_from is not None else None
     with tracking.ended_on_error(run):
-        return train_and_report(experiment, bundle, workdir, progress, logger, start=start), run
+        return train_and_report(experiment, bundle, workdir, progress, logger, start=start, init_from=init_from,
+                                cot=cot), run
+
+
+def checkpoint_of(path: Path | None) -> Path | None:
+    """--init-from's checkpoint: the file, or a finished workdir's best.pt."""
+    if path is None:
+        return None
+    checkpoint = path / "best.pt" if path.is_dir() else path
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint {checkpoint}: --init-from takes a finished run's workdir or "
+                                "its best.pt")
+    return checkpoint
+
+
+def stage1_of(args: argparse.Namespace, init_from: Path | None) -> Path | None:
+    """The Stage-1 checkpoint LASAR's anchors come from: --init-from, or the one the --start-from run started from."""
+    if init_from is not None or args.start_from is None:
+        return init_from
+    started = read_run_info(args.start_from).get("initialised_from") or {}
+    return Path(started["path"]) if "path" in started else None
 
 
 def start_tracking(args: argparse.Namespace, experiment: Experiment, dataset: str,
@@ -269,17 +299,21 @@ def start_tracking(args: argparse.Namespace, experiment: Experiment, dataset: st
 
 
 def train_and_report(experiment: Experiment, bundle: Bundle, workdir: Path, progress: ProgressFile,
-                     *callbacks: Callback, start: tuple[Path, str] | None = None) -> dict:
-    """Train (or, with `start` = (source workdir, stage), start from that run's weights) and say how it went."""
+                     *callbacks: Callback, start: tuple[Path, str] | None = None, init_from: Path | None = None,
+                     cot=None) -> dict:
+    """Train (or, with `start` = (source workdir, stage), start from that run's weights) and say how it went;
+    `init_from` and `cot` as `train_experiment`'s."""
     callback = tracking.fan_out(progress, *callbacks)
     if start is not None:
-        trained = derive_experiment(experiment, bundle.splits, bundle.catalog, workdir, *start, callback=callback)
+        trained = derive_experiment(experiment, bundle.splits, bundle.catalog, workdir, *start, callback=callback,
+                                    cot=cot)
         progress.evaluating()
         post = trained.post_training
         print(f"started from the {start[1]} weights of {start[0]}"
               + (f"; post-trained {post.steps} steps in {post.seconds:.0f} s" if post is not None else ""))
         return trained.info
-    trained = train_experiment(experiment, bundle.splits, bundle.catalog, workdir, callback=callback)
+    trained = train_experiment(experiment, bundle.splits, bundle.catalog, workdir, callback=callback,
+                               init_from=init_from, cot=cot)
     progress.evaluating()
     print(f"trained {trained.result.steps} steps in {trained.result.seconds:.0f} s; best valid "
           + ", ".join(f"{k} {v:.4f}" for k, v in trained.result.best_metrics.items() if "@" in k or k == "mrr"))

@@ -6,6 +6,9 @@ a folder of plain files that carries them to a machine with neither Dagster nor 
       splits.parquet  the dataset's `splits` rows of one scheme (split, user_index, target_item_index, history, ...)
       catalog.npz     n_items; SID models: Semantic IDs, codebook sizes, S²GR's coarse clusters, item
                       category labels and codeword vectors (REG4Rec)
+      cot_texts.parquet  where the warehouse has them: the teacher chains of thought of the scheme's training
+                      examples (user_index, target_position, segments): LASAR's and the explicit-CoT
+                      baseline's supervision (LASAR's anchors are computed from them where it trains)
 
 Reading a bundle needs pandas, pyarrow and numpy only; the warehouse functions import DuckDB when called.
 """
@@ -22,18 +25,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genrec_ml.errors import GenrecDataError
+from genrec_ml.errors import GenrecConfigError, GenrecDataError
 from genrec_ml.experiments import Catalog, catalog_from_rows, split_examples, with_coarse_clusters
 
 BUNDLE_FORMAT = 1
-META, SPLITS, CATALOG = "bundle.json", "splits.parquet", "catalog.npz"
+META, SPLITS, CATALOG, COT = "bundle.json", "splits.parquet", "catalog.npz", "cot_texts.parquet"
 
 
 @dataclass
 class Bundle:
     splits: pd.DataFrame  # `splits` rows of one scheme, as the warehouse holds them
     catalog: Catalog
-    meta: dict[str, Any]  # dataset, tokenizer, scheme, n_coarse, rows, format
+    meta: dict[str, Any]  # dataset, tokenizer, scheme, n_coarse, rows, cot_rows, format
+    cot_texts: pd.DataFrame | None = None  # user_index, target_position, segments; None where not exported
+    folder: Path | None = None  # where it was read from
 
     @property
     def dataset(self) -> str:
@@ -95,12 +100,23 @@ def export_bundle(con, tokenizer_folder: str | Path | None, dataset: str, tokeni
     catalog = warehouse_catalog(con, tokenizer_folder, dataset, tokenizer, n_coarse)
     splits = warehouse_splits(con, dataset)
     return write_bundle(folder, splits, catalog, dataset=dataset, tokenizer=tokenizer, scheme=scheme,
-                        n_coarse=n_coarse)
+                        n_coarse=n_coarse, cot_texts=warehouse_cot_texts(con, dataset, scheme))
+
+
+def warehouse_cot_texts(con, dataset: str, scheme: str) -> pd.DataFrame | None:
+    """The `cot_texts` rows of `dataset` and `scheme` (user_index, target_position, segments), None if none."""
+    from genrec_ml.warehouse import query, table_exists
+
+    if not table_exists(con, "cot_texts"):
+        return None
+    rows = query(con, "cot_text_rows", dataset=dataset, scheme=scheme)
+    return rows if len(rows) else None
 
 
 def write_bundle(folder: str | Path, splits: pd.DataFrame, catalog: Catalog, *, dataset: str, tokenizer: str | None,
-                 scheme: str = "loo", n_coarse: int | None = None) -> Path:
-    """Replace `folder` with a bundle of `splits` (rows of `scheme`) and `catalog`; all files or none."""
+                 scheme: str = "loo", n_coarse: int | None = None, cot_texts: pd.DataFrame | None = None) -> Path:
+    """Replace `folder` with a bundle of `splits` (rows of `scheme`), `catalog` and, when given, the teacher
+    chains of thought; all files or none."""
     folder = Path(folder)
     chosen = pd.concat(split_examples(splits, scheme).values(), ignore_index=True).assign(scheme=scheme)
     staging = folder.with_name(folder.name + ".partial")
@@ -119,8 +135,13 @@ def write_bundle(folder: str | Path, splits: pd.DataFrame, catalog: Catalog, *, 
     for level, vectors in enumerate(catalog.codeword_vectors or []):
         arrays[f"codewords_{level}"] = vectors
     np.savez(staging / CATALOG, **arrays)
+    if cot_texts is not None:
+        cot_texts = cot_texts[["user_index", "target_position", "segments"]].reset_index(drop=True)
+        cot_texts.assign(segments=[list(map(str, s)) for s in cot_texts["segments"]]).to_parquet(staging / COT,
+                                                                                             index=False)
     meta = {"format": BUNDLE_FORMAT, "dataset": dataset, "tokenizer": tokenizer, "scheme": scheme,
-            "n_coarse": n_coarse, "n_items": catalog.n_items, "rows": len(chosen)}
+            "n_coarse": n_coarse, "n_items": catalog.n_items, "rows": len(chosen),
+            "cot_rows": 0 if cot_texts is None else len(cot_texts)}
     (staging / META).write_text(json.dumps(meta, indent=2))
     if folder.exists():
         shutil.rmtree(folder)
@@ -150,7 +171,42 @@ def read_bundle(folder: str | Path) -> Bundle:
         raise GenrecDataError(f"{len(splits)} rows, bundle.json says {meta['rows']}: the bundle is incomplete",
                               path=folder / SPLITS)
     split_examples(splits, meta["scheme"])  # names a missing column or split
-    return Bundle(splits, _read_catalog(folder / CATALOG, meta), meta)
+    cot_texts = None
+    if meta.get("cot_rows"):  # bundles written before CoT texts travelled have no such key
+        if not (folder / COT).is_file():
+            raise GenrecDataError(f"bundle.json counts {meta['cot_rows']} CoT rows but the file is missing",
+                                  path=folder / COT)
+        cot_texts = pd.read_parquet(folder / COT)
+        if len(cot_texts) != meta["cot_rows"]:
+            raise GenrecDataError(f"{len(cot_texts)} rows, bundle.json says {meta['cot_rows']}: the bundle is "
+                                  "incomplete", path=folder / COT)
+        cot_texts["segments"] = [list(s) for s in cot_texts["segments"]]
+    return Bundle(splits, _read_catalog(folder / CATALOG, meta), meta, cot_texts, folder)
+
+
+def bundle_cot(bundle: Bundle, model: str, stage1: str | Path | None, device: str = "auto") -> pd.DataFrame | None:
+    """What `train_experiment(cot=...)` takes for `model` (its class's `cot_input`) from `bundle`: nothing, the
+    chains of thought as text (the explicit-CoT baseline), or LASAR's anchor states computed from them under
+    the Stage-1 checkpoint `stage1` (the `cot_anchor_states` asset's computation, done where it trains)."""
+    from genrec_ml.models.registry import model_class
+
+    kind = getattr(model_class(model), "cot_input", "")
+    if not kind:
+        return None
+    if bundle.cot_texts is None:
+        raise GenrecDataError(f"{model} trains on the teacher chains of thought, which this bundle lacks: "
+                              "materialize cot_texts, then export the bundle again", path=bundle.folder)
+    if kind == "text":
+        return bundle.cot_texts
+    if stage1 is None:
+        raise GenrecConfigError("init_from", f"{model}'s anchor states come from its Stage-1 model: pass "
+                                "--init-from <a finished minionerec workdir>")
+    import torch
+
+    from genrec_ml.text.anchors import anchors_by_example, stage1_anchor_rows
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    return anchors_by_example(stage1_anchor_rows(stage1, bundle.cot_texts, device=device))
 
 
 def _read_catalog(path: Path, meta: dict[str, Any]) -> Catalog:

@@ -19,8 +19,7 @@ from typing import Any
 
 from genrec_ml.errors import GenrecConfigError
 from genrec_ml.experiments import Experiment
-
-COT_INPUTS = ("", "anchors", "text")
+from genrec_ml.models.registry import model_class
 
 
 @dataclass(frozen=True)
@@ -41,12 +40,15 @@ class ModelSpec:
     # start from the best weights of another model's variant with this prefix (same dataset and seed folder),
     # loaded where they fit (LASAR's Stage 2 from MiniOneRec's Stage 1; genrec_ml.train.checkpoint.warm_start)
     init_from: str = ""
-    # trains on the teacher CoT: "anchors" (cot_anchor_states: LASAR's Stage 2) or "text" (cot_texts: explicit CoT)
-    cot: str = ""
 
-    def __post_init__(self):
-        if self.cot not in COT_INPUTS:
-            raise GenrecConfigError("cot", f"{self.cot!r}; choose from {COT_INPUTS}")
+    @property
+    def cot(self) -> str:
+        """The teacher-CoT input it trains on, its model's `cot_input`: "anchors" (cot_anchor_states: LASAR) or
+        "text" (cot_texts: the explicit-CoT baseline); "" for the others and for a run that only decodes
+        another's final weights."""
+        if self.source and self.source_stage == "final":
+            return ""
+        return getattr(model_class(self.model), "cot_input", "")
 
     @property
     def prefix(self) -> str:
@@ -118,26 +120,26 @@ RL_STEPS = 200  # LASAR's RL phase: the paper gives no step count; REG4Rec's PAR
 LASAR = [
     ModelSpec("minionerec", tokenizer="rq_kmeans_4x256", group="lasar"),
     ModelSpec("lasar", variant="sft_kl_align", tokenizer="rq_kmeans_4x256", asset_prefix="lasar_sft", group="lasar",
-              init_from="minionerec", cot="anchors"),
+              init_from="minionerec"),
     # the RL phase (§2.4) from lasar_sft's weights: GRPO + terminal KL + REINFORCE, Table 3's last row
     ModelSpec("lasar", tokenizer="rq_kmeans_4x256", model_settings={"rl_steps": RL_STEPS}, group="lasar",
-              source="lasar_sft", cot="anchors"),
+              source="lasar_sft"),
     # LASAR's explicit-CoT baseline (GREAM's CoT SFT, direct-answer inference) on the same Stage-1 weights and CoT
     # texts; `explicit_cot_gen` decodes its weights in GREAM's reasoning mode (LASAR Table 4's "CoT Gen." time)
-    ModelSpec("explicit_cot", tokenizer="rq_kmeans_4x256", group="lasar", init_from="minionerec", cot="text"),
+    ModelSpec("explicit_cot", tokenizer="rq_kmeans_4x256", group="lasar", init_from="minionerec"),
 ]
 LASAR_ABLATIONS = [
     *[ModelSpec("lasar", variant=f"sft_{name}", tokenizer="rq_kmeans_4x256", model_settings={"alignment": kind},
-                asset_prefix=f"lasar_sft_{name}", group="lasar_ablations", init_from="minionerec", cot="anchors")
+                asset_prefix=f"lasar_sft_{name}", group="lasar_ablations", init_from="minionerec")
       for name, kind in (("no_align", "none"), ("cosine_align", "cosine"), ("mse_align", "mse"))],
     # Table 3's RL rows without REINFORCE (N still sampled from the SFT head), and without the terminal KL too
     *[ModelSpec("lasar", variant=variant, tokenizer="rq_kmeans_4x256", model_settings={"rl_steps": RL_STEPS, **off},
-                asset_prefix=f"lasar_{variant}", group="lasar_ablations", source="lasar_sft", cot="anchors")
+                asset_prefix=f"lasar_{variant}", group="lasar_ablations", source="lasar_sft")
       for variant, off in (("wo_reinforce", {"reinforce_weight": 0.0}),
                            ("wo_terminal_kl_wo_reinforce", {"reinforce_weight": 0.0, "terminal_kl_weight": 0.0}))],
     # Force N (Figure 4a runs it after RL on Sports; here on the SFT model)
     *[ModelSpec("lasar", variant=f"sft_n{n}", tokenizer="rq_kmeans_4x256", model_settings={"fixed_steps": n},
-                asset_prefix=f"lasar_sft_n{n}", group="lasar_ablations", init_from="minionerec", cot="anchors")
+                asset_prefix=f"lasar_sft_n{n}", group="lasar_ablations", init_from="minionerec")
       for n in (1, 2, 4)],
     ModelSpec("explicit_cot", variant="cot_gen", tokenizer="rq_kmeans_4x256", model_settings={"inference": "generate"},
               asset_prefix="explicit_cot_gen", group="lasar_ablations", source="explicit_cot", source_stage="final"),

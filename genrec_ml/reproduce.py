@@ -68,6 +68,11 @@ class Run:
     experiment: Experiment
     status: str = "train"  # train | resume (training/last.pt) | retrain (settings changed) | done (skipped)
     source: Run | None = None  # the run whose weights this one starts from (ModelSpec.source)
+    init: Run | None = None  # the run whose best weights initialise this one (ModelSpec.init_from)
+
+    @property
+    def waits_for(self) -> list[Run]:
+        return [run for run in (self.source, self.init) if run is not None]
 
     @property
     def name(self) -> str:
@@ -152,10 +157,6 @@ def plan_runs(bundles_dir: Path, prefixes: list[str], seeds: list[int], profile:
               train_settings: dict | None = None, device: str | None = None) -> list[Run]:
     """Every (dataset, model, seed) run and its bundle; a missing bundle is an error naming its export command."""
     specs = with_sources([spec(p) for p in prefixes])
-    needs_cot = [s.prefix for s in specs if s.cot]
-    if needs_cot:  # a bundle carries splits and codes, not the CoT anchors a Stage-1 run produces
-        raise GenrecConfigError("models", f"{needs_cot} train on cot_anchor_states, which the bundles do not carry: "
-                                "materialize them with Dagster (`dg launch --job lasar`)")
     if not specs or not seeds:
         raise GenrecConfigError("models" if not specs else "seeds", "name at least one")
     by_key: dict[tuple, BundleInfo] = {}
@@ -172,7 +173,9 @@ def plan_runs(bundles_dir: Path, prefixes: list[str], seeds: list[int], profile:
     for dataset in datasets:
         for model_spec in specs:
             bundle = by_key.get((dataset, scheme, *model_spec.codes))
-            if bundle is None:
+            if bundle is None or (model_spec.cot and not bundle.meta.get("cot_rows")):
+                # LASAR and the explicit-CoT baseline need the teacher CoTs in the bundle (their anchors are
+                # computed from them where they train)
                 missing.setdefault((dataset, *model_spec.codes), []).append(model_spec.prefix)
                 continue
             train = {**scoped_settings(train_settings or {}, model_spec), **({"device": device} if device else {})}
@@ -186,7 +189,9 @@ def plan_runs(bundles_dir: Path, prefixes: list[str], seeds: list[int], profile:
         lines = [f"  {', '.join(users)} need{'s' * (len(users) == 1)} it: "
                  + export_command(dataset, tokenizer, n_coarse, scheme, bundles_dir)
                  for (dataset, tokenizer, n_coarse), users in missing.items()]
-        raise GenrecDataError("bundles missing; write them where the warehouse is with\n" + "\n".join(lines)
+        cot = " (LASAR's and the explicit-CoT models' with the teacher CoTs: materialize cot_texts first)" if any(
+            spec(p).cot for users in missing.values() for p in users) else ""
+        raise GenrecDataError(f"bundles missing{cot}; write them where the warehouse is with\n" + "\n".join(lines)
                               + "\n  or all at once: "
                               + "; ".join(export_bundles_command(d, prefixes, scheme, bundles_dir) for d in datasets),
                               path=bundles_dir)
@@ -194,18 +199,26 @@ def plan_runs(bundles_dir: Path, prefixes: list[str], seeds: list[int], profile:
     for run in runs:
         if run.spec.source:
             run.source = by_name[f"{run.dataset}/{run.spec.source}/seed{run.seed}"]
+        if run.spec.init_from:
+            run.init = by_name[f"{run.dataset}/{run.spec.init_from}/seed{run.seed}"]
         run.status = run_status(run)
     return runs
 
 
 def with_sources(specs: list[ModelSpec]) -> list[ModelSpec]:
-    """`specs` with each one's source variant placed before it when not asked for (it has to be trained)."""
-    planned = []
-    for model_spec in specs:
-        if model_spec.source and spec(model_spec.source) not in planned:
-            planned.append(spec(model_spec.source))
+    """`specs` with the variants each one starts from (its source, its init_from, theirs in turn) placed before
+    it when not asked for: they have to be trained first."""
+    planned: list[ModelSpec] = []
+
+    def add(model_spec: ModelSpec) -> None:
+        for before in (model_spec.source, model_spec.init_from):
+            if before and spec(before) not in planned:
+                add(spec(before))
         if model_spec not in planned:
             planned.append(model_spec)
+
+    for model_spec in specs:
+        add(model_spec)
     return planned
 
 
@@ -223,14 +236,20 @@ def run_status(run: Run) -> str:
 
 
 def _same_source(run: Run, info: dict) -> bool:
-    """A derived run is current only while its source is the evaluation it started from."""
-    if run.source is None:
-        return True
-    try:
-        source = json.loads((run.source.workdir / RUN_INFO).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return (info.get("derived_from") or {}).get("evaluation_id") == source.get("evaluation_id")
+    """A derived (or initialised) run is current only while its source (and init run) is current and the
+    evaluation it started from (plan_runs sets their status first: they are planned before it)."""
+    for before, key in ((run.source, "derived_from"), (run.init, "initialised_from")):
+        if before is None:
+            continue
+        if before.status != "done":
+            return False
+        try:
+            stored = json.loads((before.workdir / RUN_INFO).read_text())
+        except (OSError, json.JSONDecodeError):
+            return False
+        if (info.get(key) or {}).get("evaluation_id") != stored.get("evaluation_id"):
+            return False
+    return True
 
 
 def train_command(run: Run, threads: int) -> list[str]:
@@ -241,7 +260,8 @@ def train_command(run: Run, threads: int) -> list[str]:
             "--model-settings", json.dumps(e.model_overrides), "--train-settings", json.dumps(e.train_overrides),
             "--eval-ks", *[str(k) for k in e.eval_ks], "--eval-beam-width", str(e.eval_beam_width),
             *(["--start-from", str(run.source.workdir.resolve()), "--start-stage", run.spec.source_stage]
-              if run.source is not None else [])]
+              if run.source is not None else []),
+            *(["--init-from", str(run.init.workdir.resolve())] if run.init is not None else [])]
 
 
 def describe(runs: list[Run], pool: Pool) -> str:
@@ -305,16 +325,17 @@ def run_all(runs: list[Run], pool: Pool, out: Path, report_seconds: float = 30.0
 
 
 def _next_ready(queue: deque, by_run: dict[int, Job]) -> Job | None:
-    """The first queued job whose source run (if any) has finished, taken off the queue; jobs whose
-    source failed fail too. A source is planned before what starts from it (`with_sources`), so some
-    job is always ready while the queue is not empty and nothing runs."""
+    """The first queued job whose source and init runs (if any) have finished, taken off the queue; jobs
+    whose source or init run failed fail too. Those are planned before what starts from them
+    (`with_sources`), so some job is always ready while the queue is not empty and nothing runs."""
     for job in list(queue):
-        source = by_run.get(id(job.run.source)) if job.run.source is not None else None
-        if source is not None and source.state == "failed":
+        before = [by_run[id(run)] for run in job.run.waits_for if id(run) in by_run]
+        failed = next((b for b in before if b.state == "failed"), None)
+        if failed is not None:
             queue.remove(job)
             job.state = "failed"
-            print(f"not run: {job.run.name} starts from {source.run.name}, which failed", file=sys.stderr)
-        elif source is None or source.state in ("done", "skipped"):
+            print(f"not run: {job.run.name} starts from {failed.run.name}, which failed", file=sys.stderr)
+        elif all(b.state in ("done", "skipped") for b in before):
             queue.remove(job)
             return job
     return None

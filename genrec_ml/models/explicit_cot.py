@@ -74,6 +74,7 @@ class ExplicitCot(MiniOneRec):
     name = "explicit_cot"
     config_class = ExplicitCotConfig
     profiles = PROFILES
+    cot_input = "text"  # trains on the CoT texts (genrec_ml.inputs.bundle_cot)
     lr_ratio = 0.1  # fine-tunes Stage 1 as LASAR's Stage 2 does, at a tenth of its peak lr (LASAR Table 7)
     inference_fields = ("inference",)  # `generate` decodes the direct model's weights (genrec_ml.derived)
 

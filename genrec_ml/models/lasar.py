@@ -101,6 +101,7 @@ class Lasar(MiniOneRec):
     name = "lasar"
     config_class = LasarConfig
     profiles = PROFILES
+    cot_input = "anchors"  # trains on the CoT anchor states (genrec_ml.inputs.bundle_cot)
     fresh_modules = ("policy_head.",)  # what Stage 1's weights lack (`genrec_ml.train.checkpoint.warm_start`)
     lr_ratio = 0.1  # Stage 2 fine-tunes Stage 1 at a tenth of its peak lr (Table 7: 5e-4, then 5e-5)
     # what only the RL phase reads: a run differing in these starts from the SFT weights (genrec_ml.derived)
