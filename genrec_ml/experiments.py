@@ -85,6 +85,7 @@ class Catalog:
     coarse_assignments: list[np.ndarray] | None = None  # S²GR: per quantiser level (K_l,) cluster of each code
     categories: np.ndarray | None = None  # (N_items,) category label 0..G-1 (REG4Rec's category head)
     codeword_vectors: list[np.ndarray] | None = None  # per quantiser level (K_l, d): REG4Rec's path reward
+    text_words: tuple[str, ...] | None = None  # the decoder-only models' whole-word tokens (from the item titles)
 
     def config_fields(self) -> dict[str, Any]:
         """Catalog-given config fields; each model config keeps those it has."""
@@ -93,6 +94,8 @@ class Catalog:
             found["n_categories"] = int(self.categories.max()) + 1 if len(self.categories) else 1
         if self.codebook_sizes is not None:
             found["codebook_sizes"] = tuple(self.codebook_sizes)
+        if self.text_words is not None:
+            found["text_words"] = tuple(self.text_words)
         if self.coarse_centroids:
             found["n_coarse"] = int(self.coarse_centroids[0].shape[0])
             found["d_code"] = int(self.coarse_centroids[0].shape[1])

@@ -72,12 +72,21 @@ def warehouse_catalog(con, tokenizer_folder: str | Path | None, dataset: str, to
                                 categories=query(con, "item_categories", dataset=dataset) if has_categories else None)
     if folder is not None and (folder / "tokenizer.pt").is_file():
         catalog.codeword_vectors = codeword_vectors(folder / "tokenizer.pt")
+    catalog.text_words = catalog_words(query(con, "item_titles", dataset=dataset)["title"])
     if not n_coarse:
         return catalog
     if folder is None or not (folder / "tokenizer.pt").is_file():
         raise LookupError(f"re-clustering at C = {n_coarse} needs the {tokenizer} codebook's tokenizer.pt in "
                           f"{folder}: materialize {tokenizer}_codebook for {dataset} first")
     return with_coarse_clusters(catalog, folder / "tokenizer.pt", n_coarse)
+
+
+def catalog_words(titles) -> tuple[str, ...]:
+    """The decoder-only models' whole-word tokens: the template teacher's words, then the titles' most frequent."""
+    from genrec_ml.text.cot import template_words
+    from genrec_ml.text.prompt import MAX_TITLE_WORDS, text_vocabulary
+
+    return text_vocabulary((t for t in titles if isinstance(t, str)), MAX_TITLE_WORDS, template_words())
 
 
 def codeword_vectors(tokenizer_path: Path) -> list[np.ndarray]:
@@ -134,6 +143,8 @@ def write_bundle(folder: str | Path, splits: pd.DataFrame, catalog: Catalog, *, 
         arrays["categories"] = catalog.categories
     for level, vectors in enumerate(catalog.codeword_vectors or []):
         arrays[f"codewords_{level}"] = vectors
+    if catalog.text_words is not None:
+        arrays["text_words"] = np.asarray(catalog.text_words, dtype=str)
     np.savez(staging / CATALOG, **arrays)
     if cot_texts is not None:
         cot_texts = cot_texts[["user_index", "target_position", "segments"]].reset_index(drop=True)
@@ -235,4 +246,6 @@ def _read_catalog(path: Path, meta: dict[str, Any]) -> Catalog:
     levels = len([key for key in stored.files if key.startswith("codewords_")])
     if levels:
         catalog.codeword_vectors = [stored[f"codewords_{level}"] for level in range(levels)]
+    if "text_words" in stored.files:
+        catalog.text_words = tuple(str(w) for w in stored["text_words"])
     return catalog

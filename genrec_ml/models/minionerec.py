@@ -17,8 +17,10 @@ step, from the prompt's KV cache.
 
 Backbone: an HF `Qwen3ForCausalLM` built from config and trained from scratch (tied input/output
 embeddings, as Qwen3-0.6B). `paper` is Qwen3-0.6B's architecture; `cpu` and `smoke` shrink it to
-what trains on one CPU core (PROFILES says how it was measured). Loading a pretrained Qwen3 folder
-(LASAR fine-tunes Qwen3-0.6B) and MiniOneRec's title <-> SID alignment tasks are not built yet.
+what trains on one CPU core (PROFILES says how it was measured). The tokenizer knows the dataset's
+words (`text_words`, from the catalog: the template teacher's and the item titles'), so CoT text and
+titles are words to it, not spellings. Loading a pretrained Qwen3 folder (LASAR fine-tunes
+Qwen3-0.6B) and MiniOneRec's title <-> SID alignment tasks are not built yet.
 """
 
 from __future__ import annotations
@@ -54,9 +56,13 @@ class MiniOneRecConfig:
     dropout: float = 0.0  # attention dropout (Qwen3 trains without)
     max_positions: int = 512  # prompt (~60 tokens) + 20 history items x (L + 1) + the answer
     rope_theta: float = 1_000_000.0  # Qwen3's
+    # whole-word tokens beyond the template's, set from the catalog (`genrec_ml.text.prompt.text_vocabulary`:
+    # the template teacher's words and the item titles' most frequent); () spells every other word in characters
+    text_words: tuple[str, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
+        object.__setattr__(self, "text_words", tuple(str(w) for w in self.text_words))
         for name in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "max_positions"):
             if getattr(self, name) < 1:
                 raise GenrecConfigError(name, f"must be >= 1, got {getattr(self, name)}")
@@ -89,7 +95,7 @@ class MiniOneRec(BeamRanking, nn.Module):
         super().__init__()
         self.config = config
         self.vocab = SidVocab(config.codebook_sizes, n_user_buckets=0)  # the dataset's history tokens: SIDs only
-        self.tokenizer = prompt_tokenizer(self.vocab)
+        self.tokenizer = prompt_tokenizer(self.vocab, config.text_words)
         self.register_buffer("preamble", self.token_ids(PREAMBLE), persistent=False)
         self.register_buffer("after_history", self.token_ids(AFTER_HISTORY), persistent=False)
         self.separator = self.tokenizer.token_to_id(SEPARATOR)

@@ -129,6 +129,20 @@ def template_cot(history: Sequence[int], target: int, facts: ItemFacts, config: 
     return sentences
 
 
+def template_words(config: CotConfig | None = None) -> list[str]:
+    """Every word the template teacher writes besides the items' titles and labels (its fixed phrases), by
+    writing its sentences for label-free placeholder items in each of its branches."""
+    from genrec_ml.text.prompt import pieces
+
+    config = config or CotConfig()
+    facts = ItemFacts(titles=["", ""], labels=[[_label("1")], []])  # "attribute 1": a label the copy spells
+    long = config.long_history
+    sentences = [*template_cot([0] * long, 1, facts, config), *template_cot([1], 0, facts, config),
+                 *template_cot([0], 0, facts, config)]
+    words = [p for s in sentences for p in pieces(s) if p[0].isalpha()]
+    return list(dict.fromkeys(words))
+
+
 def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
