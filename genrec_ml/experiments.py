@@ -86,6 +86,7 @@ class Catalog:
     categories: np.ndarray | None = None  # (N_items,) category label 0..G-1 (REG4Rec's category head)
     codeword_vectors: list[np.ndarray] | None = None  # per quantiser level (K_l, d): REG4Rec's path reward
     text_words: tuple[str, ...] | None = None  # the decoder-only models' whole-word tokens (from the item titles)
+    titles: tuple[str, ...] | None = None  # (N_items,) item titles: MiniOneRec's title <-> SID tasks
 
     def config_fields(self) -> dict[str, Any]:
         """Catalog-given config fields; each model config keeps those it has."""
@@ -212,6 +213,11 @@ def build_experiment_model(experiment: Experiment, catalog: Catalog) -> torch.nn
             raise GenrecConfigError("categories", f"{experiment.model} predicts the target's category: load the "
                                     "catalog with item categories (export the bundle again)")
         model.set_item_categories(catalog.categories)
+    if hasattr(model, "set_item_titles") and model.config.title_tasks:
+        if catalog.titles is None:
+            raise GenrecConfigError("titles", f"{experiment.model} trains the title <-> SID tasks: load the catalog "
+                                    "with item titles (export the bundle again), or set title_tasks false")
+        model.set_item_titles(catalog.titles, catalog.sids)
     return model
 
 

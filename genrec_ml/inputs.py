@@ -72,7 +72,9 @@ def warehouse_catalog(con, tokenizer_folder: str | Path | None, dataset: str, to
                                 categories=query(con, "item_categories", dataset=dataset) if has_categories else None)
     if folder is not None and (folder / "tokenizer.pt").is_file():
         catalog.codeword_vectors = codeword_vectors(folder / "tokenizer.pt")
-    catalog.text_words = catalog_words(query(con, "item_titles", dataset=dataset)["title"])
+    titles = query(con, "item_titles", dataset=dataset)["title"]
+    catalog.titles = tuple("" if t is None else str(t) for t in titles)
+    catalog.text_words = catalog_words(catalog.titles)
     if not n_coarse:
         return catalog
     if folder is None or not (folder / "tokenizer.pt").is_file():
@@ -145,6 +147,8 @@ def write_bundle(folder: str | Path, splits: pd.DataFrame, catalog: Catalog, *, 
         arrays[f"codewords_{level}"] = vectors
     if catalog.text_words is not None:
         arrays["text_words"] = np.asarray(catalog.text_words, dtype=str)
+    if catalog.titles is not None:
+        arrays["titles"] = np.asarray(catalog.titles, dtype=str)
     np.savez(staging / CATALOG, **arrays)
     if cot_texts is not None:
         cot_texts = cot_texts[["user_index", "target_position", "segments"]].reset_index(drop=True)
@@ -248,4 +252,6 @@ def _read_catalog(path: Path, meta: dict[str, Any]) -> Catalog:
         catalog.codeword_vectors = [stored[f"codewords_{level}"] for level in range(levels)]
     if "text_words" in stored.files:
         catalog.text_words = tuple(str(w) for w in stored["text_words"])
+    if "titles" in stored.files:
+        catalog.titles = tuple(str(t) for t in stored["titles"])
     return catalog

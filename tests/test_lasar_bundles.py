@@ -38,7 +38,8 @@ def cot_rows(splits: pd.DataFrame) -> pd.DataFrame:
 def cot_bundles(tmp_path):
     splits, sids = splits_table(n_users=24)
     folder = tmp_path / "bundles"
-    catalog = Catalog(n_items=N_ITEMS, sids=sids, codebook_sizes=SIZES)
+    catalog = Catalog(n_items=N_ITEMS, sids=sids, codebook_sizes=SIZES,
+                      titles=tuple(f"item {i} of kind {i % 5}" for i in range(N_ITEMS)))
     write_bundle(folder / bundle_name("toy", TOKENIZER, None), splits, catalog, dataset="toy", tokenizer=TOKENIZER,
                  cot_texts=cot_rows(splits))
     return folder, splits, catalog

@@ -53,6 +53,7 @@ class ExplicitCotConfig(MiniOneRecConfig):
     direct_weight: float = 1.0  # the direct mode's share of the loss (GREAM trains both; paper silent)
     inference: str = "direct"  # LASAR's reported configuration; "generate" writes the CoT first (Table 4)
     max_positions: int = 1024  # prompt + history + CoT + answer
+    title_tasks: bool = False  # as LASAR's Stage 2: Stage 1 did the title <-> SID tasks
 
     def __post_init__(self):
         super().__post_init__()
@@ -66,7 +67,8 @@ class ExplicitCotConfig(MiniOneRecConfig):
 
 # fine-tunes Stage 1's backbone: the same architecture per profile
 PROFILES: dict[str, ExplicitCotConfig] = {
-    name: ExplicitCotConfig(**{f: getattr(c, f) for f in c.__dataclass_fields__ if f != "max_positions"})
+    name: ExplicitCotConfig(**{f: getattr(c, f) for f in c.__dataclass_fields__
+                               if f not in ("max_positions", "title_tasks")})
     for name, c in MINIONEREC_PROFILES.items()}
 
 

@@ -57,6 +57,7 @@ SFT_STEPS = ("policy", "label")
 
 @dataclass(frozen=True)
 class LasarConfig(MiniOneRecConfig):
+    title_tasks: bool = False  # Stage 2 trains on the recommendation prompt only (Stage 1 did the title tasks)
     max_steps: int = 8  # N_max, the policy head's classes N = 1..N_max (Table 7)
     align_weight: float = 0.1  # α_align (Table 7)
     policy_weight: float = 0.1  # β_policy (Table 7)
@@ -93,8 +94,9 @@ class LasarConfig(MiniOneRecConfig):
 
 
 # Stage 2 fine-tunes Stage 1's backbone: the same architecture per profile
-PROFILES: dict[str, LasarConfig] = {name: LasarConfig(**{f: getattr(c, f) for f in c.__dataclass_fields__})
-                                    for name, c in MINIONEREC_PROFILES.items()}
+PROFILES: dict[str, LasarConfig] = {
+    name: LasarConfig(**{f: getattr(c, f) for f in c.__dataclass_fields__ if f != "title_tasks"})
+    for name, c in MINIONEREC_PROFILES.items()}
 
 
 class Lasar(MiniOneRec):

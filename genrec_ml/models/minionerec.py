@@ -20,7 +20,8 @@ embeddings, as Qwen3-0.6B). `paper` is Qwen3-0.6B's architecture; `cpu` and `smo
 what trains on one CPU core (PROFILES says how it was measured). The tokenizer knows the dataset's
 words (`text_words`, from the catalog: the template teacher's and the item titles'), so CoT text and
 titles are words to it, not spellings. Loading a pretrained Qwen3 folder (LASAR fine-tunes
-Qwen3-0.6B) and MiniOneRec's title <-> SID alignment tasks are not built yet.
+Qwen3-0.6B) is not built yet. Training adds MiniOneRec's title <-> SID tasks (`title_tasks`,
+`genrec_ml.models.title_tasks`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,6 +38,7 @@ from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
 from genrec_ml.errors import GenrecConfigError
 from genrec_ml.models.beam_ranking import BeamRanking
+from genrec_ml.models.title_tasks import ItemTitles, title_task_losses
 from genrec_ml.text.prompt import AFTER_HISTORY, PREAMBLE, SEPARATOR, prompt_tokenizer
 from genrec_ml.vocab import PAD, SidVocab
 
@@ -59,11 +62,16 @@ class MiniOneRecConfig:
     # whole-word tokens beyond the template's, set from the catalog (`genrec_ml.text.prompt.text_vocabulary`:
     # the template teacher's words and the item titles' most frequent); () spells every other word in characters
     text_words: tuple[str, ...] = ()
+    # MiniOneRec's item-identification tasks beside the next-item loss (`genrec_ml.models.title_tasks`)
+    title_tasks: bool = True
+    title_batch: int = 32  # catalog items per step, each in both tasks (~1:5 against a 256 batch, as MiniOneRec)
+    title_weight: float = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
         object.__setattr__(self, "text_words", tuple(str(w) for w in self.text_words))
-        for name in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "max_positions"):
+        for name in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "max_positions",
+                     "title_batch"):
             if getattr(self, name) < 1:
                 raise GenrecConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         if self.n_heads % self.n_kv_heads:
@@ -105,6 +113,7 @@ class MiniOneRec(BeamRanking, nn.Module):
             num_key_value_heads=config.n_kv_heads, head_dim=config.head_dim, attention_dropout=config.dropout,
             max_position_embeddings=config.max_positions, rope_theta=config.rope_theta, tie_word_embeddings=True,
             pad_token_id=PAD, bos_token_id=None, eos_token_id=None))
+        self.titles: ItemTitles | None = None  # set_item_titles: the catalog's, for the title <-> SID tasks
         index, valid = self.vocab.level_index()  # (L, K_max) each
         self.register_buffer("level_index", index, persistent=False)
         self.register_buffer("level_valid", valid, persistent=False)
@@ -112,6 +121,12 @@ class MiniOneRec(BeamRanking, nn.Module):
     @property
     def device(self) -> torch.device:
         return self.lm.lm_head.weight.device
+
+    def set_item_titles(self, titles: list[str], sids) -> None:
+        """The catalog's item titles and SIDs `(N_items, L)` the title <-> SID tasks train on."""
+        self.titles = ItemTitles(self.tokenizer, list(titles)).to(self.device)
+        self.register_buffer("item_sids", torch.as_tensor(np.asarray(sids), dtype=torch.long, device=self.device),
+                             persistent=False)
 
     def token_ids(self, text: str) -> Tensor:
         return torch.tensor(self.tokenizer.encode(text).ids, dtype=torch.long)
@@ -172,7 +187,16 @@ class MiniOneRec(BeamRanking, nn.Module):
         answer = self.vocab.code_tokens(targets[:, :-1])  # (B, L-1): the last code is never an input
         hidden, _, _, _ = self.run_prompt(batch["input_ids"], batch["attention_mask"], answer)
         logits = self.level_logits(hidden[:, -targets.shape[1]:])  # (B, L, K_max): where each level is predicted
-        return logits, F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        if self.training and self.config.title_tasks:
+            if self.titles is None:
+                raise GenrecConfigError("title_tasks", "set_item_titles first (the catalog's titles), or turn the "
+                                        "title <-> SID tasks off")
+            to_sid, to_title = title_task_losses(self, self.titles.draw(self.config.title_batch))
+            self.loss_parts = {"ce": loss.detach(), "title_to_sid": to_sid.detach(),
+                               "sid_to_title": to_title.detach()}
+            loss = loss + self.config.title_weight * (to_sid + to_title)
+        return logits, loss
 
     def forward_reference(self, batch: dict[str, Tensor]) -> Tensor:
         """`forward`'s logits by one full-sequence pass over prompt + answer (the plain reference)."""

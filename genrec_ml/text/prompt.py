@@ -44,6 +44,12 @@ PREAMBLE = ("Below is an instruction that describes a task, paired with an input
 AFTER_HISTORY = (" in chronological order. Can you predict the next possible item that the user may expect?\n"
                  "### Response:\n")
 SEPARATOR = ","  # between history items
+# MiniOneRec's item-identification tasks (its SidItemFeatDataset: title -> SID, SID -> title), same preamble
+ALIGN_PREAMBLE = ("Below is an instruction that describes a task, paired with an input that provides further "
+                  "context. Write a response that appropriately completes the request.\n### Instruction:\n"
+                  "Answer the question about item identification.\n### User Input:\n")
+TITLE_TO_SID = ("Which item has the title:", "?\n### Response:\n")  # around the title; the answer is its SID
+SID_TO_TITLE = ('What is the title of item "', '"?\n### Response:\n')  # around the SID; the answer is the title
 UNK = "<unk>"
 # LASAR's <s> and <e> around the latent steps (appendix E.1; Coconut's <bot>/<eot>): whole tokens, after the
 # template's words, so MiniOneRec (Stage 1) and LASAR (Stage 2) share one vocabulary and Stage 2 loads Stage 1
@@ -70,14 +76,16 @@ def _level_letters(level: int) -> str:
 
 def prompt_tokenizer(vocab: SidVocab, words: Sequence[str] = ()) -> Tokenizer:
     """Ids 0 pad, 1 eos, SidVocab's SID blocks, then <unk>, the template's words (first use order), <bot>,
-    <eot>, the character pieces and `words` (those not already tokens, in their order)."""
+    <eot>, the character pieces, the item-identification prompts' words and `words` (each piece once, at
+    its first place: what was added later comes after, so earlier ids stay put)."""
     tokens = {"<pad>": 0, "<eos>": 1}
     for level, size in enumerate(vocab.codebook_sizes):
         for code in range(size):
             tokens[sid_token(level, code)] = vocab.offsets[level] + code
     assert len(tokens) == N_SPECIAL + sum(vocab.codebook_sizes)
+    alignment = pieces(ALIGN_PREAMBLE + " ".join(TITLE_TO_SID + SID_TO_TITLE))
     for piece in [UNK, *pieces(PREAMBLE + SEPARATOR + AFTER_HISTORY), LATENT_START, LATENT_END, *_CHARACTERS,
-                  *words]:
+                  *alignment, *words]:
         tokens.setdefault(piece, len(tokens))
     tokenizer = Tokenizer(WordPiece(tokens, unk_token=UNK, continuing_subword_prefix="##"))
     tokenizer.pre_tokenizer = PreTokenizers([WhitespaceSplit(), Split(Regex(_PIECES), behavior="isolated")])

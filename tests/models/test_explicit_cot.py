@@ -17,7 +17,7 @@ from genrec_ml.models.explicit_cot import IGNORE, ExplicitCot, ExplicitCotConfig
 from genrec_ml.models.minionerec import MiniOneRec, MiniOneRecConfig
 from genrec_ml.models.registry import model_config
 from genrec_ml.vocab import PAD
-from tests.models.test_minionerec import SIDS, SIZES, TINY, batch_of
+from tests.models.test_minionerec import SIDS, SIZES, TINY, batch_of, fit
 
 HISTORIES, TARGETS = [[0, 5, 3], [4], [6, 6, 1, 2]], [2, 1, 0]
 TEXTS = ["Evidence: two items.", "", "Intent: the next item likely carries it."]
@@ -146,13 +146,7 @@ def test_the_written_cot_is_greedy_decoding_and_the_search_after_it_is_brute_for
 def test_a_few_steps_of_sft_lower_both_modes_losses():
     model = tiny(seed=4).train()
     batch = cot_batch(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model(batch)
-    before = dict(model.loss_parts)
-    for _ in range(30):
-        optimizer.zero_grad()
-        model(batch)[1].backward()
-        optimizer.step()
+    before = fit(model, batch, 30)
     model(batch)
     after = model.loss_parts
     assert all(after[k] < 0.5 * before[k] for k in ("direct", "cot_text", "cot_answer")), (before, after)

@@ -17,7 +17,7 @@ from tests.test_experiments import N_ITEMS, TINY_TRAIN, splits_table
 
 SIZES = (4, 4, 2)
 SIDS = torch.tensor([[0, 0, 0], [0, 1, 0], [1, 2, 0], [1, 2, 1], [3, 3, 0], [2, 0, 0], [2, 1, 0]])
-TINY = dict(n_layers=2, d_model=16, n_heads=2, n_kv_heads=1, head_dim=8, d_ff=32)
+TINY = dict(n_layers=2, d_model=16, n_heads=2, n_kv_heads=1, head_dim=8, d_ff=32, title_tasks=False)
 
 
 def tiny(seed: int = 0, sizes=SIZES) -> MiniOneRec:
@@ -30,6 +30,18 @@ def batch_of(model: MiniOneRec, histories: list[list[int]], targets: list[int]) 
                              "history": [np.array(h) for h in histories]})
     data = SequenceDataset(examples, SIDS, model.vocab)
     return collate([data[i] for i in range(len(data))])
+
+
+def fit(model, batch: dict, steps: int, lr: float = 1e-2) -> dict:
+    """`steps` Adam steps on one batch; returns the loss parts of the first forward."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model(batch)
+    before = dict(model.loss_parts)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(batch)[1].backward()
+        optimizer.step()
+    return before
 
 
 def sid_text(item: int) -> str:
