@@ -39,7 +39,7 @@ from genrec_ml.errors import GenrecConfigError
 from genrec_ml.models.minionerec import _CACHE_ARG, MiniOneRec, MiniOneRecConfig, MiniOneRecState, MiniOneRecStepper
 from genrec_ml.models.minionerec import PROFILES as MINIONEREC_PROFILES
 from genrec_ml.text.prompt import LATENT_END, LATENT_START, UNK
-from genrec_ml.vocab import N_SPECIAL, PAD
+from genrec_ml.vocab import PAD
 
 INFERENCE = ("direct", "generate")
 IGNORE = -100
@@ -85,14 +85,16 @@ class ExplicitCot(MiniOneRec):
         self.cot_start = self.tokenizer.token_to_id(LATENT_START)
         self.cot_end = self.tokenizer.token_to_id(LATENT_END)
         # what a written CoT may contain: every text token and <eot>; no SID, pad, eos, <bot> or <unk>
-        allowed = torch.zeros(self.tokenizer.get_vocab_size(), dtype=torch.bool)
-        allowed[N_SPECIAL + sum(config.codebook_sizes):] = True
-        allowed[[self.cot_start, self.tokenizer.token_to_id(UNK)]] = False
+        allowed = torch.ones(self.lm.get_output_embeddings().weight.shape[0], dtype=torch.bool)
+        allowed[self.token_of] = False  # pad, eos and every SID token
+        allowed[self.cot_start] = False
+        if self.tokenizer.token_to_id(UNK) is not None:
+            allowed[self.tokenizer.token_to_id(UNK)] = False
         self.register_buffer("text_allowed", allowed, persistent=False)
         self.loss_parts: dict[str, Tensor] = {}  # the last forward's terms, logged by the training loop
 
     def encode_texts(self, texts: list[str]) -> list[list[int]]:
-        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Teacher-forced `(direct-mode logits (B, L, K_max), loss)`; the reasoning mode where the batch has
@@ -120,7 +122,7 @@ class ExplicitCot(MiniOneRec):
         real = column[:, :width] < lengths[:, None]  # (B, C)
         start = cot.new_full((rows, 1), self.cot_start)
         end = cot.new_full((rows, 1), self.cot_end)
-        answer = self.vocab.code_tokens(targets[:, :-1])  # (B, L - 1)
+        answer = self.sid_tokens(targets[:, :-1])  # (B, L - 1)
         tokens = torch.cat([start, cot.masked_fill(~real, PAD), end, answer], dim=1)
         ones = torch.ones_like(start, dtype=torch.bool)
         mask = torch.cat([ones, real, ones, torch.ones_like(answer, dtype=torch.bool)], dim=1)

@@ -184,7 +184,7 @@ class Lasar(MiniOneRec):
         """<eot> and the answer's first L - 1 codes after the cache: `(B, L, K_max)` logits of the L levels."""
         rows, levels = targets.shape
         answer = torch.cat([targets.new_full((rows, 1), self.latent_end),
-                            self.vocab.code_tokens(targets[:, :-1])], dim=1)  # (B, L)
+                            self.sid_tokens(targets[:, :-1])], dim=1)  # (B, L)
         mask = torch.cat([mask, torch.ones_like(answer, dtype=torch.bool)], dim=1)
         out = self.lm.model(input_ids=answer, attention_mask=mask.long(),
                             position_ids=position[:, None] + torch.arange(levels, device=answer.device),
@@ -225,7 +225,7 @@ class Lasar(MiniOneRec):
                 h = self._last_state(sequence)
                 states.append(h[0])
             answer = torch.cat([ids.new_tensor([self.latent_end]),
-                                self.vocab.code_tokens(batch["targets"][row, :-1])])
+                                self.sid_tokens(batch["targets"][row, :-1])])
             hidden = self.lm.model(inputs_embeds=torch.cat([sequence, embed(answer)[None]], dim=1)).last_hidden_state
             all_logits.append(self.level_logits(hidden[:, -len(answer):])[0])
             all_latent.append(torch.stack(states) if states else hidden.new_zeros(0, hidden.shape[-1]))

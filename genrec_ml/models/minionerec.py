@@ -37,9 +37,10 @@ from transformers import Qwen3Config, Qwen3ForCausalLM
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
 from genrec_ml.errors import GenrecConfigError
+from genrec_ml.models.backbone import build_backbone, pretrained_fields
 from genrec_ml.models.beam_ranking import BeamRanking
 from genrec_ml.models.title_tasks import ItemTitles, title_task_losses
-from genrec_ml.text.prompt import AFTER_HISTORY, PREAMBLE, SEPARATOR, prompt_tokenizer
+from genrec_ml.text.prompt import AFTER_HISTORY, PREAMBLE, SEPARATOR
 from genrec_ml.vocab import PAD, SidVocab
 
 # transformers 5 renames `past_key_values` (argument and output) to `cache`
@@ -66,9 +67,15 @@ class MiniOneRecConfig:
     title_tasks: bool = True
     title_batch: int = 32  # catalog items per step, each in both tasks (~1:5 against a 256 batch, as MiniOneRec)
     title_weight: float = 1.0
+    # a local causal-LM folder (config.json, weights, fast tokenizer) to fine-tune instead of a from-scratch
+    # backbone (`genrec_ml.models.backbone`); its architecture replaces the fields above
+    pretrained: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
+        if self.pretrained:
+            for name, value in pretrained_fields(self.pretrained).items():
+                object.__setattr__(self, name, type(getattr(self, name))(value))
         object.__setattr__(self, "text_words", tuple(str(w) for w in self.text_words))
         for name in ("n_layers", "d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "max_positions",
                      "title_batch"):
@@ -103,20 +110,31 @@ class MiniOneRec(BeamRanking, nn.Module):
         super().__init__()
         self.config = config
         self.vocab = SidVocab(config.codebook_sizes, n_user_buckets=0)  # the dataset's history tokens: SIDs only
-        self.tokenizer = prompt_tokenizer(self.vocab, config.text_words)
+        backbone = build_backbone(config, self.vocab, self._scratch_lm)
+        self.tokenizer, self.lm, self.eos = backbone.tokenizer, backbone.lm, backbone.eos
+        # SidVocab id (what the datasets hold) -> the backbone's token id: the identity from scratch
+        self.register_buffer("token_of", backbone.token_of, persistent=False)
         self.register_buffer("preamble", self.token_ids(PREAMBLE), persistent=False)
         self.register_buffer("after_history", self.token_ids(AFTER_HISTORY), persistent=False)
         self.separator = self.tokenizer.token_to_id(SEPARATOR)
-        self.lm = Qwen3ForCausalLM(Qwen3Config(
-            vocab_size=self.tokenizer.get_vocab_size(), hidden_size=config.d_model, intermediate_size=config.d_ff,
+        self.titles: ItemTitles | None = None  # set_item_titles: the catalog's, for the title <-> SID tasks
+        self.loss_parts: dict[str, Tensor] = {}  # the last training forward's terms, logged by the training loop
+        index, valid = self.vocab.level_index()  # (L, K_max) each
+        self.register_buffer("level_index", self.token_of[index], persistent=False)
+        self.register_buffer("level_valid", valid, persistent=False)
+
+    def _scratch_lm(self, vocab_size: int) -> nn.Module:
+        config = self.config
+        return Qwen3ForCausalLM(Qwen3Config(
+            vocab_size=vocab_size, hidden_size=config.d_model, intermediate_size=config.d_ff,
             num_hidden_layers=config.n_layers, num_attention_heads=config.n_heads,
             num_key_value_heads=config.n_kv_heads, head_dim=config.head_dim, attention_dropout=config.dropout,
             max_position_embeddings=config.max_positions, rope_theta=config.rope_theta, tie_word_embeddings=True,
             pad_token_id=PAD, bos_token_id=None, eos_token_id=None))
-        self.titles: ItemTitles | None = None  # set_item_titles: the catalog's, for the title <-> SID tasks
-        index, valid = self.vocab.level_index()  # (L, K_max) each
-        self.register_buffer("level_index", index, persistent=False)
-        self.register_buffer("level_valid", valid, persistent=False)
+
+    def sid_tokens(self, codes: Tensor, first_level: int = 0) -> Tensor:
+        """The backbone's token ids of `codes (..., l)` holding levels first_level .. first_level + l - 1."""
+        return self.token_of[self.vocab.code_tokens(codes, first_level)]
 
     @property
     def device(self) -> torch.device:
@@ -129,7 +147,7 @@ class MiniOneRec(BeamRanking, nn.Module):
                              persistent=False)
 
     def token_ids(self, text: str) -> Tensor:
-        return torch.tensor(self.tokenizer.encode(text).ids, dtype=torch.long)
+        return torch.tensor(self.tokenizer.encode(text, add_special_tokens=False).ids, dtype=torch.long)
 
     def prompt(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
         """History SID tokens `(B, n * L)` (right-padded) -> the prompt `(ids, mask)`, each `(B, P)`: the
@@ -146,7 +164,7 @@ class MiniOneRec(BeamRanking, nn.Module):
         levels = self.vocab.n_levels
         if width % levels:
             raise GenrecConfigError("input_ids", f"{width} history tokens are not whole items of {levels} codes")
-        items = input_ids.view(rows, -1, levels)  # (B, n, L)
+        items = self.token_of[input_ids].view(rows, -1, levels)  # (B, n, L) the backbone's ids
         present = attention_mask.view(rows, -1, levels)[:, :, 0]  # (B, n)
         comma = items.new_full((rows, items.shape[1], 1), self.separator)
         history = torch.cat([comma, items], dim=2).flatten(1)[:, 1:]  # (B, n(L+1) - 1): no comma before the first
@@ -184,7 +202,7 @@ class MiniOneRec(BeamRanking, nn.Module):
         """Teacher-forced `(logits (B, L, K_max), loss)`: the answer's levels, each over its own codes."""
         batch = self._to_device(batch)
         targets = batch["targets"]  # (B, L) codes
-        answer = self.vocab.code_tokens(targets[:, :-1])  # (B, L-1): the last code is never an input
+        answer = self.sid_tokens(targets[:, :-1])  # (B, L-1): the last code is never an input
         hidden, _, _, _ = self.run_prompt(batch["input_ids"], batch["attention_mask"], answer)
         logits = self.level_logits(hidden[:, -targets.shape[1]:])  # (B, L, K_max): where each level is predicted
         loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
@@ -203,7 +221,7 @@ class MiniOneRec(BeamRanking, nn.Module):
         batch = self._to_device(batch)
         ids, mask = self.prompt(batch["input_ids"], batch["attention_mask"])
         targets = batch["targets"]
-        answer = self.vocab.code_tokens(targets[:, :-1])
+        answer = self.sid_tokens(targets[:, :-1])
         mask = torch.cat([mask, torch.ones_like(answer, dtype=torch.bool)], dim=1)
         hidden = self.lm.model(input_ids=torch.cat([ids, answer], dim=1), attention_mask=mask.long(),
                                position_ids=positions(mask)).last_hidden_state
@@ -216,7 +234,7 @@ class MiniOneRec(BeamRanking, nn.Module):
 
     def level_log_probs(self, hidden: Tensor, level: int) -> Tensor:
         """`(R, d)` -> log-probs `(R, K_l)` over level `level`'s codes (its rows of the output matrix only)."""
-        weight = self.lm.lm_head.weight[self.vocab.level_slice(level)]  # (K_l, d)
+        weight = self.lm.lm_head.weight[self.token_of[self.vocab.level_slice(level)]]  # (K_l, d)
         return F.linear(hidden, weight).float().log_softmax(dim=-1)
 
     def stepper(self, batch: dict[str, Tensor]) -> MiniOneRecStepper:
@@ -259,7 +277,7 @@ class MiniOneRecStepper:
     def step(self, state: MiniOneRecState, prefix: Tensor) -> tuple[Tensor, MiniOneRecState]:
         level = prefix.shape[1]
         if level:
-            token = self.model.vocab.code_tokens(prefix[:, -1:].to(state.mask.device), first_level=level - 1)
+            token = self.model.sid_tokens(prefix[:, -1:].to(state.mask.device), first_level=level - 1)
             mask = torch.cat([state.mask, torch.ones_like(token, dtype=torch.bool)], dim=1)
             out = self.model.lm.model(input_ids=token, attention_mask=mask.long(),
                                       position_ids=state.next_position[:, None], use_cache=True,

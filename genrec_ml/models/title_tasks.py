@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from genrec_ml.errors import GenrecDataError
 from genrec_ml.text.prompt import ALIGN_PREAMBLE, SID_TO_TITLE, TITLE_TO_SID
-from genrec_ml.vocab import BOS as EOS
 from genrec_ml.vocab import PAD
 
 MAX_TITLE_TOKENS = 32
@@ -34,7 +33,8 @@ class ItemTitles(nn.Module):
 
     def __init__(self, tokenizer, titles: list[str]):
         super().__init__()
-        ids = [e.ids[:MAX_TITLE_TOKENS] for e in tokenizer.encode_batch([str(t) for t in titles])]
+        encoded = tokenizer.encode_batch([str(t) for t in titles], add_special_tokens=False)
+        ids = [e.ids[:MAX_TITLE_TOKENS] for e in encoded]
         titled = [i for i, row in enumerate(ids) if row]
         if not titled:
             raise GenrecDataError("no item has a title: the title <-> SID tasks need titles", field="title")
@@ -48,7 +48,8 @@ class ItemTitles(nn.Module):
         self.register_buffer("titled", torch.tensor(titled), persistent=False)
         for name, text in (("preamble", ALIGN_PREAMBLE + TITLE_TO_SID[0]), ("title_end", TITLE_TO_SID[1]),
                            ("sid_start", ALIGN_PREAMBLE + SID_TO_TITLE[0]), ("sid_end", SID_TO_TITLE[1])):
-            self.register_buffer(name, torch.tensor(tokenizer.encode(text).ids), persistent=False)
+            ids = tokenizer.encode(text, add_special_tokens=False).ids
+            self.register_buffer(name, torch.tensor(ids), persistent=False)
 
     def draw(self, k: int) -> Tensor:
         """(k,) titled items, uniformly, from the global torch generator (saved in checkpoints)."""
@@ -63,7 +64,7 @@ def title_task_losses(model, items: Tensor) -> tuple[Tensor, Tensor]:
     title, length = titles.ids[items], titles.lengths[items]  # (k, W), (k,)
     real = torch.arange(title.shape[1], device=items.device)[None, :] < length[:, None]  # (k, W)
     sids = model.item_sids[items]  # (k, L) codes
-    codes = model.vocab.code_tokens(sids)  # (k, L) token ids
+    codes = model.sid_tokens(sids)  # (k, L) token ids
     levels = sids.shape[1]
 
     def fixed(buffer: Tensor) -> tuple[Tensor, Tensor]:
@@ -78,7 +79,7 @@ def title_task_losses(model, items: Tensor) -> tuple[Tensor, Tensor]:
 
     # SID -> title: the title, then <eos>, right after the prompt; column j of the response predicts token j
     response = torch.cat([title, torch.full_like(title[:, :1], PAD)], dim=1)  # (k, W + 1)
-    response[torch.arange(rows, device=items.device), length] = EOS
+    response[torch.arange(rows, device=items.device), length] = model.eos
     answer_real = torch.arange(response.shape[1], device=items.device)[None, :] <= length[:, None]
     parts = [fixed(titles.sid_start), (codes, torch.ones_like(codes, dtype=torch.bool)), fixed(titles.sid_end),
              (response[:, :-1], answer_real[:, :-1])]
