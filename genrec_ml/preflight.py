@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from genrec_ml.experiments import Experiment, build_experiment_model, split_examples
+from genrec_ml.experiments import Experiment, build_experiment_model, post_training_steps, split_examples
 from genrec_ml.inputs import Bundle, read_bundle
+from genrec_ml.models.registry import model_config
 from genrec_ml.progress import duration, table
 from genrec_ml.reproduce import Pool, Run, describe
 from genrec_ml.train.config import TrainConfig, planned_steps
@@ -59,6 +60,10 @@ def dry_run(runs: list[Run], pool: Pool, out: Path) -> int:
             continue
         parameters, ms = checked[key]
         steps = planned_steps(config, len(split_examples(bundle.splits, run.experiment.scheme)["train"]))
+        if run.source is not None:  # a derived run: its own post-training steps only, none when it just decodes
+            e = run.experiment
+            steps = 0 if run.spec.source_stage == "final" else post_training_steps(
+                model_config(e.model, e.profile, bundle.catalog.config_fields(), e.model_overrides))
         need += parameters * BYTES_PER_PARAMETER if run.status != "done" else 0
         rows.append([run.name, run.bundle.path.name, run.status, f"{parameters:,}", f"{steps:,}",
                      f"{ms:.1f}", duration(steps * ms / 1000), config.batch_size])
@@ -69,8 +74,9 @@ def dry_run(runs: list[Run], pool: Pool, out: Path) -> int:
         print(f"  {path}: {meta['dataset']}, codes {meta['tokenizer']}, n_coarse {meta.get('n_coarse')}, scheme "
               f"{meta['scheme']}, {meta['n_items']:,} items, {meta['rows']:,} examples")
     print(table(["run", "bundle", "status", "parameters", "steps ≤", "fwd+bwd ms", "time ≥", "batch"], rows))
-    print("  (steps ≤: early stopping may end sooner; time ≥: steps × one forward+backward pass, this process "
-          "alone, no optimizer step or validation)")
+    print("  (steps ≤: early stopping may end sooner; a run started from another's weights counts its post-training "
+          "steps only; time ≥: steps × one forward+backward pass, this process alone, no optimizer step or "
+          "validation)")
     print("settings:")
     for run in {(r.dataset, r.spec.prefix): r for r in runs}.values():
         e = run.experiment
