@@ -67,14 +67,16 @@ def warehouse_catalog(con, tokenizer_folder: str | Path | None, dataset: str, to
     sizes = query(con, "codebook_sizes_of_tokenizer", **params)["codebook_size"].tolist()
     folder = Path(tokenizer_folder) if tokenizer_folder is not None else None
     clusters = folder / "coarse_clusters.npz" if folder is not None else None
-    has_categories = "category" in set(query(con, "items_column_names")["column_name"])
+    columns = set(query(con, "items_column_names")["column_name"])
+    has_categories = "category" in columns
     catalog = catalog_from_rows(n_items, sid_rows, tuple(sizes), clusters if clusters and clusters.is_file() else None,
                                 categories=query(con, "item_categories", dataset=dataset) if has_categories else None)
     if folder is not None and (folder / "tokenizer.pt").is_file():
         catalog.codeword_vectors = codeword_vectors(folder / "tokenizer.pt")
-    titles = query(con, "item_titles", dataset=dataset)["title"]
-    catalog.titles = tuple("" if t is None else str(t) for t in titles)
-    catalog.text_words = catalog_words(catalog.titles)
+    if "title" in columns:  # the decoder-only models' words and title <-> SID tasks
+        titles = query(con, "item_titles", dataset=dataset)["title"]
+        catalog.titles = tuple("" if t is None else str(t) for t in titles)
+        catalog.text_words = catalog_words(catalog.titles)
     if not n_coarse:
         return catalog
     if folder is None or not (folder / "tokenizer.pt").is_file():
