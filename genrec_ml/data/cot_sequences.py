@@ -19,10 +19,26 @@ from torch import Tensor
 
 from genrec_ml.data.sequences import SequenceDataset
 from genrec_ml.errors import GenrecDataError
-from genrec_ml.vocab import PAD
 
 COT_FIELDS = ("n_segments", "anchors")
 TEXT_FIELD = "cot_text"
+
+
+def ragged_rows(values: Tensor, offsets: Tensor, counts: Tensor, host_counts: np.ndarray, indices: np.ndarray
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """Rows `indices` of a ragged table (example i's rows are `values[offsets[i]:offsets[i + 1]]`, `counts[i]`
+    of them) as `(gathered (B, W, ...) zero past each count, real (B, W), counts (B,))`, W = the longest (>= 1),
+    read from `host_counts` so that a batch on the GPU needs no device sync."""
+    indices = np.asarray(indices, dtype=np.int64)
+    longest = max(int(host_counts[indices].max()) if len(indices) else 0, 1)
+    index = torch.as_tensor(indices, device=values.device)
+    chosen = counts[index]  # (B,)
+    real = torch.arange(longest, device=values.device)[None, :] < chosen[:, None]  # (B, W)
+    if not len(values):
+        return values.new_zeros(len(indices), longest, *values.shape[1:]), real, chosen
+    flat = (offsets[index][:, None] + torch.arange(longest, device=values.device)).clamp(max=len(values) - 1)
+    mask = real.view(*real.shape, *([1] * (values.dim() - 1)))
+    return values[flat] * mask.to(values.dtype), real, chosen
 
 
 def attach_supervision(examples: pd.DataFrame, cot: pd.DataFrame) -> pd.DataFrame:
@@ -37,11 +53,7 @@ def attach_supervision(examples: pd.DataFrame, cot: pd.DataFrame) -> pd.DataFram
 
 def attach_cot(examples: pd.DataFrame, cot: pd.DataFrame) -> pd.DataFrame:
     """`examples` (rows of `splits`, with target_position) with `n_segments` and `anchors` from `cot`."""
-    if "target_position" not in examples.columns:
-        raise GenrecDataError("examples lack target_position; pass rows of the `splits` table",
-                              field="target_position")
-    joined = examples.merge(cot[["user_index", "target_position", *COT_FIELDS]],
-                            on=["user_index", "target_position"], how="left", validate="one_to_one")
+    joined = _join(examples, cot[["user_index", "target_position", *COT_FIELDS]])
     joined["n_segments"] = joined["n_segments"].fillna(0).astype("int64")
     return joined
 
@@ -49,14 +61,19 @@ def attach_cot(examples: pd.DataFrame, cot: pd.DataFrame) -> pd.DataFrame:
 def attach_cot_texts(examples: pd.DataFrame, cot: pd.DataFrame) -> pd.DataFrame:
     """`examples` with `cot_text` from rows of `cot_texts` (user_index, target_position, segments): the
     segments joined by spaces, "" where an example has none."""
+    texts = cot[["user_index", "target_position"]].assign(
+        **{TEXT_FIELD: [" ".join(str(s) for s in segments) for segments in cot["segments"]]})
+    joined = _join(examples, texts)
+    joined[TEXT_FIELD] = joined[TEXT_FIELD].fillna("")
+    return joined
+
+
+def _join(examples: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """One CoT row (or none) per example, by (user_index, target_position)."""
     if "target_position" not in examples.columns:
         raise GenrecDataError("examples lack target_position; pass rows of the `splits` table",
                               field="target_position")
-    texts = cot[["user_index", "target_position"]].assign(
-        **{TEXT_FIELD: [" ".join(str(s) for s in segments) for segments in cot["segments"]]})
-    joined = examples.merge(texts, on=["user_index", "target_position"], how="left", validate="one_to_one")
-    joined[TEXT_FIELD] = joined[TEXT_FIELD].fillna("")
-    return joined
+    return examples.merge(rows, on=["user_index", "target_position"], how="left", validate="one_to_one")
 
 
 class CotTextSequenceDataset(SequenceDataset):
@@ -82,15 +99,8 @@ class CotTextSequenceDataset(SequenceDataset):
 
     def batch(self, indices: np.ndarray) -> dict[str, Tensor]:
         batch = super().batch(indices)
-        indices = np.asarray(indices, dtype=np.int64)
-        longest = max(int(self.cot_counts[indices].max()) if len(indices) else 0, 1)
-        index = torch.as_tensor(indices, device=self.device)
-        lengths = self.cot_lengths[index]  # (B,)
-        column = torch.arange(longest, device=self.device)[None, :]  # (1, C_max)
-        real = column < lengths[:, None]
-        flat = (self.cot_offsets[index][:, None] + column).clamp(max=max(len(self.cot_tokens) - 1, 0))
-        tokens = self.cot_tokens[flat] if len(self.cot_tokens) else torch.zeros_like(flat)
-        return {**batch, "cot_ids": tokens.masked_fill(~real, PAD), "cot_lengths": lengths}
+        tokens, _, lengths = ragged_rows(self.cot_tokens, self.cot_offsets, self.cot_lengths, self.cot_counts, indices)
+        return {**batch, "cot_ids": tokens, "cot_lengths": lengths}  # zero = PAD past each length
 
 
 class CotSequenceDataset(SequenceDataset):
@@ -124,13 +134,6 @@ class CotSequenceDataset(SequenceDataset):
 
     def batch(self, indices: np.ndarray) -> dict[str, Tensor]:
         batch = super().batch(indices)
-        indices = np.asarray(indices, dtype=np.int64)
-        longest = max(int(self.anchor_counts[indices].max()) if len(indices) else 0, 1)
-        index = torch.as_tensor(indices, device=self.device)
-        counts = self.n_segments[index]  # (B,)
-        column = torch.arange(longest, device=self.device)[None, :]  # (1, S_max)
-        real = column < counts[:, None]  # (B, S_max)
-        flat = (self.anchor_offsets[index][:, None] + column).clamp(max=max(len(self.anchor_states) - 1, 0))
-        states = (self.anchor_states[flat].float() if len(self.anchor_states)
-                  else torch.zeros(*flat.shape, self.anchor_states.shape[1], device=self.device))
-        return {**batch, "n_segments": counts, "anchors": states * real[..., None]}  # (B,), (B, S_max, d)
+        states, _, counts = ragged_rows(self.anchor_states, self.anchor_offsets, self.n_segments,
+                                        self.anchor_counts, indices)
+        return {**batch, "n_segments": counts, "anchors": states.float()}  # (B,), (B, S_max, d) zero past S
