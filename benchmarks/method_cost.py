@@ -22,7 +22,9 @@ The decoder-only models get 4 x 256 codes, item titles of random words (MiniOneR
 example (LASAR: N = 4, the mean its head chose on amazon-beauty, 4.27; an untrained head would pick
 any N); the explicit CoT writes 123 tokens before answering in `explicit_cot_gen` (a template CoT's
 mean length on amazon-beauty: an untrained model never ends it on its own). Ratios are against each
-method's base: TIGER, or MiniOneRec for the decoder-only models.
+method's base: TIGER, or MiniOneRec for the decoder-only models. Freed memory stays in the process
+(`benchmarks/heap.py`): without that, a model's decoding time depended on how far its own training had
+grown the heap (explicit CoT's direct mode came out 3x faster than MiniOneRec's identical search).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 import torch
+from heap import retain_freed_memory  # benchmarks/heap.py: timings independent of earlier allocations
 from training import genrec_samples_per_second  # benchmarks/training.py: the same timed training loop
 
 from genrec_ml.inputs import catalog_words
@@ -129,7 +132,8 @@ def build(name: str, profile: str, sids: np.ndarray, overrides: dict, facts: Ite
 
 def users_per_second(model, frame, sids, beams, batch_size, device) -> float:
     model.to(device).eval()
-    rank_split(model, frame.iloc[:batch_size], sids, k=20, beam_width=beams, batch_size=batch_size)  # warm-up
+    # warm-up: the same pass once untimed; with freed memory kept, the timed pass reuses its heap pages
+    rank_split(model, frame, sids, k=20, beam_width=beams, batch_size=batch_size)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -152,6 +156,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 keeps torch's default")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; each method keeps its best")
     args = parser.parse_args()
+    retained = retain_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     catalogs = {"sids": catalog(12_000, 0), "sets": set_catalog(12_000, 0), "decoder": catalog(12_000, 0, levels=4)}
@@ -159,7 +164,8 @@ def main() -> None:
     frame = examples(args.batch_size * (args.steps + 1), 12_000, 0)
     users = examples(args.users, 12_000, 1)
     print(f"profile {args.profile}, device {args.device}, torch threads {torch.get_num_threads()}, "
-          f"train batch {args.batch_size} x {args.steps} steps, inference {args.users} users, beam {args.beams}")
+          f"train batch {args.batch_size} x {args.steps} steps, inference {args.users} users, beam {args.beams}, "
+          f"freed memory {'kept in the process' if retained else 'returned (not glibc): decoding times may vary'}")
     unknown = set(args.methods) - {label for label, _, _ in METHODS} - {"all"}
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}")

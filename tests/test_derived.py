@@ -26,20 +26,27 @@ def equal_weights(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def sampled(**model) -> Experiment:
+    """The tiny REG4Rec, its PARS on sampled paths: on this toy they move the validated weights in 4 steps
+    (beam paths keep the pre-trained ones), which the tests below tell apart."""
+    return reg4rec_experiment(pars_paths="sample", **model)
+
+
 def variant(experiment: Experiment, **model) -> Experiment:
     return Experiment(**{**experiment.__dict__, "model_overrides": {**experiment.model_overrides, **model}})
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
-    """REG4Rec pre-trained, then 4 PARS steps (h = 3); one thread, as the tests' runs (module fixtures come
-    before the per-test thread setting, and another thread count sums in another order)."""
+    """REG4Rec pre-trained, then 4 PARS steps (h = 3) on sampled paths; one thread, as the tests' runs
+    (module fixtures come before the per-test thread setting, and another thread count sums in another
+    order)."""
     splits, catalog = set_splits()
     workdir = tmp_path_factory.mktemp("source")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train_experiment(reg4rec_experiment(), splits, catalog, workdir)
+        train_experiment(sampled(), splits, catalog, workdir)
     finally:
         torch.set_num_threads(threads)
     return splits, catalog, workdir
@@ -47,7 +54,7 @@ def source(tmp_path_factory):
 
 def test_without_pars_is_the_source_pretrained_checkpoint_and_equals_training_it_alone(source, tmp_path):
     splits, catalog, workdir = source
-    alone = variant(reg4rec_experiment(), pars_steps=0)
+    alone = variant(sampled(), pars_steps=0)
     trained = train_experiment(alone, splits, catalog, tmp_path / "alone")
     derived = derive_experiment(alone, splits, catalog, tmp_path / "derived", workdir, "pretrained")
     assert equal_weights(derived.checkpoint, trained.checkpoint)
@@ -63,7 +70,7 @@ def test_without_pars_is_the_source_pretrained_checkpoint_and_equals_training_it
 
 def test_without_msra_post_trains_the_source_pretrained_weights_as_a_run_of_its_own_would(source, tmp_path):
     splits, catalog, workdir = source
-    alone = variant(reg4rec_experiment(), msra_horizon=1)
+    alone = variant(sampled(), msra_horizon=1)
     trained = train_experiment(alone, splits, catalog, tmp_path / "alone")
     derived = derive_experiment(alone, splits, catalog, tmp_path / "derived", workdir, "pretrained")
     assert equal_weights(derived.checkpoint, trained.checkpoint)  # PARS is a function of (seed, step) and weights
@@ -77,7 +84,7 @@ def test_without_msra_post_trains_the_source_pretrained_weights_as_a_run_of_its_
 
 def test_without_corp_decodes_the_source_final_weights_without_corp(source, tmp_path):
     splits, catalog, workdir = source
-    derived = derive_experiment(variant(reg4rec_experiment(), corp=False), splits, catalog, tmp_path, workdir, "final")
+    derived = derive_experiment(variant(sampled(), corp=False), splits, catalog, tmp_path, workdir, "final")
     assert equal_weights(derived.checkpoint, workdir / "best.pt")
     assert read_checkpoint(derived.checkpoint)["model_config"]["corp"] is False
     key = ["split", "metric", "k"]
@@ -96,7 +103,7 @@ def test_without_corp_decodes_the_source_final_weights_without_corp(source, tmp_
 ])
 def test_a_run_whose_weights_would_differ_is_refused_naming_the_field(source, tmp_path, change, stage, field):
     splits, catalog, workdir = source
-    base = reg4rec_experiment()
+    base = sampled()
     if "model_overrides" in change:
         change = {"model_overrides": {**base.model_overrides, **change["model_overrides"]}}
     if "train_overrides" in change:
@@ -108,7 +115,7 @@ def test_a_run_whose_weights_would_differ_is_refused_naming_the_field(source, tm
 def test_an_unfinished_source_is_an_error_naming_its_folder(source, tmp_path):
     splits, catalog, _ = source
     with pytest.raises(GenrecDataError, match="has not finished") as caught:
-        derive_experiment(reg4rec_experiment(), splits, catalog, tmp_path / "new", tmp_path / "nothing", "pretrained")
+        derive_experiment(sampled(), splits, catalog, tmp_path / "new", tmp_path / "nothing", "pretrained")
     assert str(tmp_path / "nothing") in str(caught.value)
 
 
@@ -116,7 +123,7 @@ def test_reproduce_trains_a_source_first_and_starts_its_ablations_from_it(tmp_pa
     splits, catalog = set_splits()
     bundles = tmp_path / "bundles"
     write_bundle(bundles / bundle_name("toy", "mpq", None), splits, catalog, dataset="toy", tokenizer="mpq")
-    base = reg4rec_experiment()
+    base = sampled()
     models = {k: v for k, v in base.model_overrides.items() if k not in ("pars_steps",)}
     out = tmp_path / "runs"
     runs = plan_runs(bundles, ["reg4rec_wo_pars", "reg4rec_wo_corp"], [0], "smoke", out,

@@ -24,12 +24,15 @@ import numpy as np
 import pandas as pd
 
 # Which model each method is compared with: the papers' own comparisons (S²GR, CARE and REG4Rec
-# report gains over TIGER; LASAR over its SFT-only baseline, MiniOneRec SFT).
+# report gains over TIGER; LASAR, and the explicit-CoT baseline it reports beside itself, over the
+# SFT-only baseline, MiniOneRec SFT; ReaRec adds latent reasoning steps to SASRec, its backbone).
 BASELINES: dict[str, tuple[str, str]] = {
     "s2gr": ("tiger", "default"),
     "care": ("tiger", "default"),
     "reg4rec": ("tiger", "default"),
     "lasar": ("minionerec", "default"),
+    "explicit_cot": ("minionerec", "default"),
+    "rearec": ("sasrec", "default"),
 }
 DEFAULT_METRICS = (("recall", 10), ("ndcg", 10))
 

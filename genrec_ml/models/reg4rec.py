@@ -44,6 +44,8 @@ from genrec_ml.errors import GenrecConfigError
 from genrec_ml.models.tiger import Tiger, TigerConfig, TigerState, TigerStepper
 from genrec_ml.vocab import BOS
 
+PARS_PATHS = ("sample", "catalog", "beam")
+
 
 @dataclass(frozen=True)
 class Reg4RecConfig(TigerConfig):
@@ -75,6 +77,17 @@ class Reg4RecConfig(TigerConfig):
     pars_kl_beta: float = 0.04  # KL weight to the pre-trained reference (paper silent; DeepSeekMath)
     # eq. 8 divides by the group's reward std; False only centres (Dr. GRPO; genrec_ml.rl.grpo)
     pars_scale_rewards: bool = True
+    # How PARS draws its G paths per user (paper silent: "exploring multiple potential paths"):
+    # "sample" = from the policy, any token set; "catalog" = sampled among catalog items only;
+    # "beam" = the top G of CRSS beam search as inference decodes (MiniOneRec's and LASAR's GRPO
+    # groups are beam-searched candidates). See `Reg4Rec.rollouts`. "beam", because sampled groups
+    # carry no signal while the policy is this flat: on `synthetic` (cpu profile, 4 epochs, then PARS)
+    # sampled paths scored a step reward of .005, a random token's 1/300, in either sampling mode, and
+    # validation NDCG@10 (1,000 users) fell .0450 -> .0405 / .0440 (sampled, steps 25 / 50) and
+    # -> .0451 / .0401 (among items), as PARS collapsed on amazon-beauty; with beam paths it stayed at
+    # or above .0450 for 100 steps (.0498 / .0497 / .0522 / .0499), but on the 997 test users the kept
+    # weights did not differ from the pre-trained ones (N@10 .0462 vs .0472, 95 % interval ±.009).
+    pars_paths: str = "beam"
     pars_eval_every: int = 50  # PARS steps between validations; the best validated weights are kept
     msra_horizon: int = 3  # h future items (§4.1); 1 = "w/o MSRA"
     msra_decay: float = 0.8  # w
@@ -93,6 +106,8 @@ class Reg4RecConfig(TigerConfig):
                      "msra_horizon", "path_top_n"):
             if getattr(self, name) < 1:
                 raise GenrecConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.pars_paths not in PARS_PATHS:
+            raise GenrecConfigError("pars_paths", f"{self.pars_paths!r}; choose from {PARS_PATHS}")
         if self.pars_group < 2:
             raise GenrecConfigError("pars_group", "GRPO normalises rewards within a group: needs >= 2 paths")
         if not 0 < self.msra_decay <= 1:
@@ -117,7 +132,7 @@ class Reg4Rec(Tiger):
     # another run's weights (genrec_ml.derived): decoding alone, and PARS (with its MSRA and LADQ)
     inference_fields = ("corp", "corp_threshold", "corp_every", "renormalise")
     post_training_fields = ("pars_steps", "pars_users", "pars_group", "pars_lr", "pars_epsilon", "pars_kl_beta",
-                            "pars_scale_rewards",
+                            "pars_scale_rewards", "pars_paths",
                             "pars_eval_every", "msra_horizon", "msra_decay", "path_top_n", "path_max_errors",
                             "ladq", "ladq_every", "ladq_budget")
 
@@ -231,34 +246,79 @@ class Reg4Rec(Tiger):
         return Reg4RecStepper(self, batch["input_ids"], batch["attention_mask"])
 
     @torch.no_grad()
-    def sample_paths(self, batch: dict[str, Tensor], group: int) -> tuple[Tensor, Tensor]:
+    def sample_paths(self, batch: dict[str, Tensor], group: int, constraint: TokenSetConstraint | None = None
+                     ) -> tuple[Tensor, Tensor]:
         """`group` paths per user from the policy: `(order (B*G, M), codes (B*G, M))`, user-major.
 
         Step j draws an (open codebook k, code c) pair with probability p_k(c) / #open: the softmax
         over all open codebooks' codes of their per-codebook log-probs, so codebook and code are
         explored together as CRSS chooses them (eq. 5 takes this distribution's mode per codebook).
-        The disambiguation code is not sampled: rewards read the M tokens only. Unconstrained:
-        a path need not be a catalog item (the path reward scores any set).
+        The disambiguation code is not sampled: rewards read the M tokens only. Without a
+        `constraint` a path need not be a catalog item (the path reward scores any set); with one,
+        each step draws only among the (codebook, code) pairs some catalog item consistent with the
+        path so far has, as CRSS's beams do, so every path is an item's token set.
         """
         stepper = self.stepper(batch)
         state = stepper.start(stepper.batch_size)
         rows = torch.arange(stepper.batch_size, device=self.device).repeat_interleave(group)
         m, k_max = self.n_sets, max(self.vocab.codebook_sizes)
         open_ = torch.ones(len(rows), m, dtype=torch.bool, device=self.device)
+        items = None if constraint is None else constraint.root(len(rows))
         orders, codes, last = [], [], (None, None)
         for step in range(m):
             log_probs, _, state = stepper.step(state, *last)
             if step == 0:
                 state, log_probs = stepper.reorder(state, rows), log_probs[rows]
-            scores = log_probs[:, :m].masked_fill(~open_[..., None], float("-inf")).flatten(1)  # (P, M*K_max)
+            allowed = open_[..., None]  # (P, M, 1)
+            if items is not None:
+                allowed = allowed & self._catalog_allows(constraint, items).to(self.device)
+            scores = log_probs[:, :m].masked_fill(~allowed, float("-inf")).flatten(1)  # (P, M*K_max)
             pick = torch.multinomial(scores.softmax(dim=1), 1)[:, 0]  # (P,)
             position, code = pick // k_max, pick % k_max
             open_[torch.arange(len(rows), device=self.device), position] = False
+            if items is not None:
+                items = constraint.advance(items, position, code)
             orders.append(position)
             codes.append(code)
             last = (position, code)
         return torch.stack(orders, dim=1), torch.stack(codes, dim=1)
 
+    @torch.no_grad()
+    def rollouts(self, batch: dict[str, Tensor], group: int, constraint: TokenSetConstraint | None
+                 ) -> tuple[Tensor, Tensor]:
+        """PARS's G paths per user as `pars_paths` says: `(order (B*G, M), codes (B*G, M))`, user-major."""
+        how = self.config.pars_paths
+        if how == "sample":
+            return self.sample_paths(batch, group)
+        if constraint is None:
+            raise GenrecConfigError("pars_paths", f"{how!r} paths need the catalog's constraint")
+        if how == "catalog":
+            return self.sample_paths(batch, group, constraint)
+        return self.beam_paths(batch, group, constraint)
+
+    @torch.no_grad()
+    def beam_paths(self, batch: dict[str, Tensor], group: int, constraint: TokenSetConstraint
+                   ) -> tuple[Tensor, Tensor]:
+        """The top `group` items of CRSS beam search (width `group`, CORP as configured) as paths: each
+        result's fill order and its item's codes in that order, user-major. A user with fewer reachable
+        items (a tiny catalog) repeats its best path; an item found twice is kept once (the search's rule)."""
+        stepper = self.stepper(batch)
+        result = crss_beam_search(stepper, constraint, stepper.batch_size, group, group,
+                                  dynamic=self.config.dynamic_order, corp=self.corp(),
+                                  renormalise=self.config.renormalise)
+        items, orders = result.item_ids.to(self.device), result.orders.to(self.device)  # (B, G), (B, G, L)
+        missing = items < 0
+        items = torch.where(missing, items[:, :1], items)
+        orders = torch.where(missing[..., None], orders[:, :1], orders)
+        order = orders[..., : self.n_sets].flatten(0, 1)  # (B*G, M) the free positions in fill order
+        codes = constraint.sids.to(self.device)[items.flatten()].gather(1, order)
+        return order, codes
+
+    def _catalog_allows(self, constraint: TokenSetConstraint, items) -> Tensor:
+        """(P, M, K_max) bool: codes of each free position some item still consistent with the row has."""
+        k_max = max(self.vocab.codebook_sizes)
+        masks = [constraint.valid_next(items, position) for position in range(self.n_sets)]  # (P, K_p) each
+        return torch.stack([F.pad(mask, (0, k_max - mask.shape[1])) for mask in masks], dim=1)
 
 class Reg4RecStepper(TigerStepper):
     """`genrec_ml.decoding.crss.SetStepper` for a `Reg4Rec`: one cached decoder call per step."""

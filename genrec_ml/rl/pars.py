@@ -4,9 +4,12 @@ One step:
 
 1. draw `pars_users` training examples (a pure function of (seed, step), so a resumed run draws the
    same ones and the same paths);
-2. sample G = `pars_group` paths per user from the current policy (`Reg4Rec.sample_paths`): this
-   policy is π_old of eq. 9, since each batch of samples is used for one update (TRL's default
-   num_iterations = 1; the ratio is then 1 at the update, its gradient is not);
+2. draw G = `pars_group` paths per user from the current policy (`Reg4Rec.rollouts`: sampled, sampled
+   among catalog items, or CRSS beam search's top G, by `pars_paths`): this policy is π_old of eq. 9,
+   since each batch of paths is used for one update (TRL's default num_iterations = 1; the ratio is
+   then 1 at the update, its gradient is not). Beam-searched paths are not samples of π_old; GRPO
+   then reads as MiniOneRec's and LASAR's over beam candidates: the group's advantages rank the
+   paths inference would return;
 3. score each path with the four rewards against the user's next h training targets (MSRA window,
    `genrec_ml.rl.rewards`; h = 1 is "w/o MSRA"), total = their sum;
 4. group-normalised advantages (eq. 8), the clipped path-ratio objective (eq. 9) and the KL to the
@@ -32,6 +35,7 @@ import torch
 from torch import Tensor
 
 from genrec_ml.data.sequences import SequenceDataset
+from genrec_ml.decoding.token_sets import TokenSetConstraint
 from genrec_ml.rl.grpo import GrpoConfig, group_advantages, grpo_loss
 from genrec_ml.rl.post_training import PostTrainResult, run_post_training
 from genrec_ml.rl.rewards import Rewards, msra_windows
@@ -79,6 +83,7 @@ class ParsContext:
     inputs: RewardInputs
     rewards: Rewards
     grpo: GrpoConfig
+    constraint: TokenSetConstraint | None = None  # the catalog, for `pars_paths` "catalog" and "beam"
 
 
 def pars_context(model, train_examples: pd.DataFrame, sids, codeword_vectors, max_history: int | None) -> ParsContext:
@@ -89,8 +94,9 @@ def pars_context(model, train_examples: pd.DataFrame, sids, codeword_vectors, ma
     data.to(model.device)
     windows = msra_windows(train_examples, cfg.msra_horizon).to(model.device)  # training targets only
     rewards = Rewards(h=cfg.msra_horizon, w=cfg.msra_decay, top_n=cfg.path_top_n, max_errors=cfg.path_max_errors)
+    constraint = model.build_constraint(sids).to(model.device) if cfg.pars_paths != "sample" else None
     return ParsContext(data, windows, reward_inputs(model, sids, codeword_vectors), rewards,
-                       GrpoConfig(epsilon=cfg.pars_epsilon, kl_beta=cfg.pars_kl_beta))
+                       GrpoConfig(epsilon=cfg.pars_epsilon, kl_beta=cfg.pars_kl_beta), constraint)
 
 
 def path_log_probs(model, batch: dict[str, Tensor], order: Tensor, codes: Tensor, group: int
@@ -155,7 +161,7 @@ def pars_step(model, reference, context: ParsContext, optimizer, config: TrainCo
     torch.manual_seed(config.seed * 1_000_003 + step)  # the sampling stream, also a function of (seed, step)
     batch = context.data.batch(index.numpy())
     model.eval()
-    order, codes = model.sample_paths(batch, cfg.pars_group)  # (P, M) each, user-major
+    order, codes = model.rollouts(batch, cfg.pars_group, context.constraint)  # (P, M) each, user-major
     # One update per batch of samples: π_old is the policy as it is now (dropout off), so its
     # log-probs are this pass's values, detached, and the policy runs once
     new, category = path_log_probs(model, batch, order, codes, cfg.pars_group)

@@ -77,3 +77,19 @@ def test_no_baseline_under_the_same_profile_gives_no_row():
     rows = [("care", "default", "rq_vae", "cpu", "loo", 0, 0, 1),
             ("tiger", "default", "rq_vae", "paper", "loo", 0, 0, 1)]
     assert significance_rows(ranks_frame(rows)).empty
+
+
+def test_explicit_cot_is_compared_with_minionerec_and_rearec_with_its_sasrec_backbone():
+    rows = []
+    for user, (cot, sft, rearec, sasrec) in enumerate([(1, 0, 2, 0), (0, 0, 0, 3), (2, 1, 1, 1)]):
+        rows.append(("explicit_cot", "default", "rq_kmeans_4x256", "cpu", "loo", 0, user, cot))
+        rows.append(("minionerec", "default", "rq_kmeans_4x256", "cpu", "loo", 0, user, sft))
+        rows.append(("rearec", "erl", None, "cpu", "loo", 0, user, rearec))
+        rows.append(("sasrec", "default", None, "cpu", "loo", 0, user, sasrec))
+    found = significance_rows(ranks_frame(rows), metrics=(("recall", 2),), n_boot=100).set_index("model")
+    assert sorted(found.index) == ["explicit_cot", "rearec"]
+    assert found.loc["explicit_cot", "baseline_model"] == "minionerec"
+    # recall@2: explicit CoT (1, 0, 1) against MiniOneRec (0, 0, 1); ReaRec (1, 0, 1) against SASRec (0, 0, 1)
+    assert found.loc["explicit_cot", "diff"] == pytest.approx(1 / 3)
+    assert (found.loc["rearec", "baseline_model"], found.loc["rearec", "variant"]) == ("sasrec", "erl")
+    assert found.loc["rearec", "diff"] == pytest.approx(1 / 3)

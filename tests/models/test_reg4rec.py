@@ -22,7 +22,7 @@ from genrec_ml.models.registry import model_config
 from genrec_ml.rl.grpo import GrpoConfig
 from genrec_ml.rl.pars import pars_context, pars_step, path_log_probs
 from genrec_ml.rl.rewards import Rewards
-from tests.models.tiny_sets import batch, tiny_reg4rec
+from tests.models.tiny_sets import SIZES, batch, set_catalog, tiny_reg4rec
 from tests.test_experiments import successor_splits
 
 
@@ -88,6 +88,39 @@ def test_without_crss_the_order_is_fixed_and_sampled_paths_are_permutations():
     assert torch.equal(order, again)
     token, category = path_log_probs(model, batch(model, users=2), order, codes, 5)
     assert token.shape == (10, 3) and torch.allclose(category.sum(-1), torch.ones(10, 3))
+
+
+def test_catalog_paths_are_item_token_sets_and_equal_free_sampling_when_every_set_is_an_item():
+    model = tiny_reg4rec(12)
+    sids = set_catalog(12)
+    constraint = model.build_constraint(sids)
+    torch.manual_seed(1)
+    order, codes = model.sample_paths(batch(model, users=3), group=6, constraint=constraint)
+    paths = {tuple(sorted(zip(o, c, strict=True))) for o, c in zip(order.tolist(), codes.tolist(), strict=True)}
+    items = {tuple(enumerate(row[:3])) for row in sids.tolist()}
+    assert paths <= items and len(paths) > 1
+    # a catalog holding every token set allows every draw: the same stream gives the same paths
+    every = torch.tensor([list(p) + [0] for p in itertools.product(*[range(k) for k in SIZES[:3]])])
+    torch.manual_seed(2)
+    free = model.sample_paths(batch(model, users=3), group=6)
+    torch.manual_seed(2)
+    full = model.sample_paths(batch(model, users=3), group=6, constraint=model.build_constraint(every))
+    assert torch.equal(free[0], full[0]) and torch.equal(free[1], full[1])
+
+
+def test_beam_paths_are_the_searchs_top_items_in_its_fill_order():
+    model = tiny_reg4rec(12, corp=False)
+    sids = set_catalog(12)
+    constraint = model.build_constraint(sids)
+    data = batch(model, users=3)
+    order, codes = model.beam_paths(data, 4, constraint)
+    result = model.search(data, constraint, beam_width=4, top_k=4)
+    assert order.shape == codes.shape == (12, 3)
+    assert torch.equal(order, result.orders[..., :3].flatten(0, 1))
+    assert torch.equal(codes, sids[result.item_ids.flatten()].gather(1, order))
+    assert all(sorted(row) == [0, 1, 2] for row in order.tolist())
+    with pytest.raises(Exception, match="pars_paths"):
+        tiny_reg4rec(12, pars_paths="greedy")
 
 
 def test_profiles_are_the_papers_model_and_bad_categories_are_refused():
@@ -158,10 +191,11 @@ def test_pretraining_then_pars_keeps_both_weights_resumes_and_reports_corp(tmp_p
     assert evaluation.search.step_positions.sum() > 0
 
 
-@pytest.mark.parametrize("scale", [True, False])
-def test_a_few_pars_steps_raise_the_mean_reward(scale):
+@pytest.mark.parametrize("scale, paths", [(True, "sample"), (False, "sample"), (True, "catalog"), (True, "beam")])
+def test_a_few_pars_steps_raise_the_mean_reward(scale, paths):
     splits, catalog = set_splits()
-    experiment = reg4rec_experiment(pars_steps=0, pars_users=16, pars_group=8, pars_scale_rewards=scale)
+    experiment = reg4rec_experiment(pars_steps=0, pars_users=16, pars_group=8, pars_scale_rewards=scale,
+                                    pars_paths=paths)
     model = build_experiment_model(experiment, catalog)
     examples = split_examples(splits, "loo")
     context = pars_context(model, examples["train"], catalog.sids, catalog.codeword_vectors, 20)
