@@ -7,7 +7,7 @@ on how far earlier work happened to grow the heap. Measured in `benchmarks/metho
 thread, amazon-beauty-sized catalog, 256 users, beam 20): the explicit-CoT model decoded 3-4x faster
 right after its own training than untrained, because training on long CoT sequences had grown the
 heap, while MiniOneRec's shorter training left it small; the cache copies (`index_select`,
-`torch.cat`) took 6.3 of 11.6 s cold and 0.8 of 3.5 s warm. With these settings, and one full-size
+`torch.cat`) took 6.5 of 11.6 s cold and 0.8 of 3.5 s warm. With these settings, and one full-size
 warm-up pass, every model decodes in the warm regime (a long-running ranking job's steady state).
 """
 

@@ -320,6 +320,7 @@ class Reg4Rec(Tiger):
         masks = [constraint.valid_next(items, position) for position in range(self.n_sets)]  # (P, K_p) each
         return torch.stack([F.pad(mask, (0, k_max - mask.shape[1])) for mask in masks], dim=1)
 
+
 class Reg4RecStepper(TigerStepper):
     """`genrec_ml.decoding.crss.SetStepper` for a `Reg4Rec`: one cached decoder call per step."""
 
