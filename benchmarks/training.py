@@ -158,6 +158,9 @@ def hf_trainer(model, frame, sids, steps: int, batch_size: int, device: str) -> 
 
 def rate(times: list[float], batch_size: int) -> float:
     """Samples/s between the 3rd and the last step (the first steps warm allocators and caches)."""
+    if len(times) < 4:
+        raise SystemExit(f"{len(times)} timed steps: rates need at least 4 (two to warm up, two to time); "
+                         "raise --steps")
     times = times[2:]
     return (len(times) - 1) * batch_size / (times[-1] - times[0])
 
