@@ -284,17 +284,13 @@ class Reg4Rec(Tiger):
         return torch.stack(orders, dim=1), torch.stack(codes, dim=1)
 
     @torch.no_grad()
-    def rollouts(self, batch: dict[str, Tensor], group: int, constraint: TokenSetConstraint | None
+    def rollouts(self, batch: dict[str, Tensor], group: int, constraint: TokenSetConstraint
                  ) -> tuple[Tensor, Tensor]:
         """PARS's G paths per user as `pars_paths` says: `(order (B*G, M), codes (B*G, M))`, user-major."""
         how = self.config.pars_paths
-        if how == "sample":
-            return self.sample_paths(batch, group)
-        if constraint is None:
-            raise GenrecConfigError("pars_paths", f"{how!r} paths need the catalog's constraint")
-        if how == "catalog":
-            return self.sample_paths(batch, group, constraint)
-        return self.beam_paths(batch, group, constraint)
+        if how == "beam":
+            return self.beam_paths(batch, group, constraint)
+        return self.sample_paths(batch, group, constraint if how == "catalog" else None)
 
     @torch.no_grad()
     def beam_paths(self, batch: dict[str, Tensor], group: int, constraint: TokenSetConstraint

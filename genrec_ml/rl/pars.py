@@ -83,7 +83,7 @@ class ParsContext:
     inputs: RewardInputs
     rewards: Rewards
     grpo: GrpoConfig
-    constraint: TokenSetConstraint | None = None  # the catalog, for `pars_paths` "catalog" and "beam"
+    constraint: TokenSetConstraint  # the catalog, as CRSS decodes it (`pars_paths` "catalog" and "beam")
 
 
 def pars_context(model, train_examples: pd.DataFrame, sids, codeword_vectors, max_history: int | None) -> ParsContext:
@@ -94,9 +94,9 @@ def pars_context(model, train_examples: pd.DataFrame, sids, codeword_vectors, ma
     data.to(model.device)
     windows = msra_windows(train_examples, cfg.msra_horizon).to(model.device)  # training targets only
     rewards = Rewards(h=cfg.msra_horizon, w=cfg.msra_decay, top_n=cfg.path_top_n, max_errors=cfg.path_max_errors)
-    constraint = model.build_constraint(sids).to(model.device) if cfg.pars_paths != "sample" else None
     return ParsContext(data, windows, reward_inputs(model, sids, codeword_vectors), rewards,
-                       GrpoConfig(epsilon=cfg.pars_epsilon, kl_beta=cfg.pars_kl_beta), constraint)
+                       GrpoConfig(epsilon=cfg.pars_epsilon, kl_beta=cfg.pars_kl_beta),
+                       model.build_constraint(sids).to(model.device))
 
 
 def path_log_probs(model, batch: dict[str, Tensor], order: Tensor, codes: Tensor, group: int
