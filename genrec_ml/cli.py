@@ -75,6 +75,9 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--scheme", default="loo", help="split scheme: loo or ratio")
     export.add_argument("--n-coarse", type=int, default=None, help="S²GR: re-cluster the codes at this C")
     export.add_argument("--out", required=True, type=Path, help="bundle folder (replaced)")
+    export.add_argument("--no-cot", dest="cot", action="store_false",
+                        help="leave the teacher CoTs (cot_texts) out even where the warehouse has them: only "
+                             "LASAR and the explicit-CoT baseline read them")
     add_warehouse_arguments(export)
     export.set_defaults(command=run_export)
 
@@ -193,7 +196,8 @@ def run_export(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no warehouse {args.warehouse}; materialize the dataset first or pass --warehouse")
     folder = args.artifacts / args.dataset / args.tokenizer if args.tokenizer else None
     with warehouse.connect(args.warehouse, read_only=True) as con:
-        out = export_bundle(con, folder, args.dataset, args.tokenizer, args.out, args.scheme, args.n_coarse)
+        out = export_bundle(con, folder, args.dataset, args.tokenizer, args.out, args.scheme, args.n_coarse,
+                            args.cot)
     size = sum(path.stat().st_size for path in out.iterdir())
     print(f"bundle {out}: {args.dataset}, codebook {args.tokenizer}, scheme {args.scheme}, {size / 1e6:.1f} MB")
     return 0
@@ -404,12 +408,14 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
 
 def run_export_bundles(args: argparse.Namespace) -> int:
-    """One bundle per distinct catalog the models train on: codebook, S²GR's C, or item ids only."""
+    """One bundle per distinct catalog the models train on: codebook, S²GR's C, or item ids only; with the
+    teacher CoTs only where one of its models reads them."""
     failed = []
-    for tokenizer, n_coarse in reproduce.needed_codes(args.models):
+    for (tokenizer, n_coarse), cot in reproduce.needed_bundles(args.models).items():
         out = args.out / reproduce.bundle_name(args.dataset, tokenizer, n_coarse, args.scheme)
         try:
-            run_export(argparse.Namespace(**{**vars(args), "tokenizer": tokenizer, "n_coarse": n_coarse, "out": out}))
+            run_export(argparse.Namespace(**{**vars(args), "tokenizer": tokenizer, "n_coarse": n_coarse, "out": out,
+                                             "cot": cot}))
         except (GenrecConfigError, GenrecDataError, LookupError) as err:
             print(f"error: {out}: {err}", file=sys.stderr)
             failed.append(out.name)

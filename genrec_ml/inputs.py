@@ -108,12 +108,14 @@ def warehouse_splits(con, dataset: str) -> pd.DataFrame:
 
 
 def export_bundle(con, tokenizer_folder: str | Path | None, dataset: str, tokenizer: str | None, folder: str | Path,
-                  scheme: str = "loo", n_coarse: int | None = None) -> Path:
-    """Write `dataset`'s splits (one scheme) and catalog from the warehouse into a bundle folder."""
+                  scheme: str = "loo", n_coarse: int | None = None, cot: bool = True) -> Path:
+    """Write `dataset`'s splits (one scheme) and catalog from the warehouse into a bundle folder, with the
+    teacher CoTs where the warehouse has them unless `cot` is False (only LASAR and the explicit-CoT baseline
+    read them; on amazon-beauty they are 4/5 of a bundle's bytes)."""
     catalog = warehouse_catalog(con, tokenizer_folder, dataset, tokenizer, n_coarse)
     splits = warehouse_splits(con, dataset)
     return write_bundle(folder, splits, catalog, dataset=dataset, tokenizer=tokenizer, scheme=scheme,
-                        n_coarse=n_coarse, cot_texts=warehouse_cot_texts(con, dataset, scheme))
+                        n_coarse=n_coarse, cot_texts=warehouse_cot_texts(con, dataset, scheme) if cot else None)
 
 
 def warehouse_cot_texts(con, dataset: str, scheme: str) -> pd.DataFrame | None:

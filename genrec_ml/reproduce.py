@@ -107,6 +107,14 @@ def needed_codes(prefixes: list[str]) -> list[tuple[str | None, int | None]]:
     return list(dict.fromkeys(spec(p).codes for p in prefixes))
 
 
+def needed_bundles(prefixes: list[str]) -> dict[tuple[str | None, int | None], bool]:
+    """`needed_codes`, each with whether one of its models reads the teacher CoTs (then its bundle carries them)."""
+    bundles = dict.fromkeys(needed_codes(prefixes), False)
+    for model_spec in with_sources([spec(p) for p in prefixes]):
+        bundles[model_spec.codes] = bundles.get(model_spec.codes, False) or bool(model_spec.cot)
+    return bundles
+
+
 def export_command(dataset: str, tokenizer: str | None, n_coarse: int | None, scheme: str, folder: Path) -> str:
     return " ".join(["python -m genrec_ml.cli export", f"--dataset {dataset}",
                      *([f"--tokenizer {tokenizer}"] if tokenizer else []),

@@ -16,11 +16,11 @@ from genrec_ml import warehouse
 from genrec_ml.cli import main
 from genrec_ml.errors import GenrecConfigError
 from genrec_ml.experiments import Catalog, read_run_info
-from genrec_ml.inputs import read_bundle, write_bundle
+from genrec_ml.inputs import bundle_cot, read_bundle, write_bundle
 from genrec_ml.model_specs import MODEL_SPECS, spec
 from genrec_ml.models.registry import MODELS
 from genrec_ml.progress import ProgressFile, overall_seconds, read_progress, remaining_seconds
-from genrec_ml.reproduce import bundle_name, needed_codes, scoped_settings
+from genrec_ml.reproduce import bundle_name, needed_bundles, needed_codes, scoped_settings
 from tests.test_cli import catalog_with_clusters
 from tests.test_experiments import N_ITEMS, TINY_MODEL, TINY_TRAIN, splits_table
 
@@ -171,6 +171,41 @@ def test_export_bundles_writes_one_bundle_per_catalog_the_models_need(tmp_path, 
     assert read_bundle(tmp_path / "bundles" / "toy-items").meta["tokenizer"] is None
     assert main([*args[:4], "tiger,s2gr", *args[5:]]) == 2  # no coba_rqvae codes in this warehouse
     assert "coba_rqvae" in capsys.readouterr().err
+
+
+def test_only_the_bundles_of_cot_models_carry_the_teacher_cots(tmp_path):
+    splits, sids = splits_table()
+    train = splits[splits["split"] == "train"]
+    cot = pd.DataFrame({"scheme": "loo", "user_index": train["user_index"].to_numpy(),
+                        "target_position": train["target_position"].to_numpy(),
+                        "segments": [["Evidence: a step.", "Intent: next."]] * len(train)})
+    store = tmp_path / "wh.duckdb"
+    with warehouse.connect(store) as con:
+        warehouse.replace_partition(con, "items", "toy", pd.DataFrame({"item_index": range(N_ITEMS)}))
+        warehouse.replace_partition(con, "splits", "toy", splits)
+        warehouse.replace_partition(con, "cot_texts", "toy", cot)
+        for tokenizer in ("rq_vae", "rq_kmeans_4x256"):
+            sid_rows = pd.DataFrame([(item, level, int(code)) for item, codes in enumerate(sids)
+                                     for level, code in enumerate(codes)], columns=["item_index", "level", "code"])
+            warehouse.replace_partition(con, "item_semantic_ids", "toy", sid_rows, keys={"tokenizer": tokenizer})
+            warehouse.replace_partition(con, "codebook_utilization", "toy",
+                                        pd.DataFrame({"level": [0, 1, 2], "codebook_size": [4, 4, 4]}),
+                                        keys={"tokenizer": tokenizer})
+    where = ["--warehouse", str(store), "--artifacts", str(tmp_path / "artifacts")]
+    bundles = tmp_path / "bundles"
+    assert needed_bundles(["tiger", "sasrec", "explicit_cot_gen"]) == {
+        ("rq_vae", None): False, (None, None): False, ("rq_kmeans_4x256", None): True}  # its source reads them
+    assert main(["export-bundles", "--dataset", "toy", "--models", "tiger,sasrec,minionerec,lasar", "--out",
+                 str(bundles), *where]) == 0
+    rows = {p.name: read_bundle(p).meta["cot_rows"] for p in bundles.iterdir()}
+    assert rows == {"toy-rq_vae": 0, "toy-items": 0, "toy-rq_kmeans_4x256": len(train)}
+    assert bundle_cot(read_bundle(bundles / "toy-rq_kmeans_4x256"), "explicit_cot", None)["segments"].tolist() == (
+        cot["segments"].tolist())
+    single = ["export", "--dataset", "toy", "--tokenizer", "rq_kmeans_4x256", *where]
+    assert main([*single, "--out", str(tmp_path / "with")]) == 0  # `export` keeps them unless told
+    assert main([*single, "--no-cot", "--out", str(tmp_path / "without")]) == 0
+    assert read_bundle(tmp_path / "with").meta["cot_rows"] == len(train)
+    assert read_bundle(tmp_path / "without").cot_texts is None
 
 
 def test_model_specs_name_every_variant_once_with_registered_models():
