@@ -23,8 +23,9 @@ example (LASAR: N = 4, the mean its head chose on amazon-beauty, 4.27; an untrai
 any N); the explicit CoT writes 123 tokens before answering in `explicit_cot_gen` (a template CoT's
 mean length on amazon-beauty: an untrained model never ends it on its own). Ratios are against each
 method's base: TIGER, or MiniOneRec for the decoder-only models. Freed memory stays in the process
-(`benchmarks/heap.py`): without that, a model's decoding time depended on how far its own training had
-grown the heap (explicit CoT's direct mode came out 3x faster than MiniOneRec's identical search).
+(`genrec_ml.train.memory`, as in every training and ranking job; `benchmarks/heap.py`): without that, a
+model's decoding time depended on how far its own training had grown the heap (explicit CoT's direct
+mode came out 3x faster than MiniOneRec's identical search).
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 import torch
-from heap import retain_freed_memory  # benchmarks/heap.py: timings independent of earlier allocations
 from training import genrec_samples_per_second  # benchmarks/training.py: the same timed training loop
 
 from genrec_ml.inputs import catalog_words
 from genrec_ml.models.registry import build_model, model_config
 from genrec_ml.text.cot import CotConfig, ItemFacts, template_cot
 from genrec_ml.train.loop import rank_split
+from genrec_ml.train.memory import retain_freed_memory
 from genrec_ml.vocab import resolve_codebook_sizes
 
 # (label, registry name, config overrides): the assets' variants. Variants that differ only in their

@@ -34,6 +34,7 @@ from genrec_ml.train.checkpoint import load_checkpoint, model_payload, read_chec
 from genrec_ml.train.config import TrainConfig, train_config
 from genrec_ml.train.distributed import start_processes, stop_processes, wait_for_all
 from genrec_ml.train.loop import Callback, TrainResult, rank_split, train
+from genrec_ml.train.memory import retain_freed_memory
 from genrec_ml.train.tasks import task_for
 
 SPLITS = ("valid", "test")
@@ -233,8 +234,10 @@ def train_experiment(
     (`genrec_ml.text.anchors.anchors_by_example`), or rows of `cot_texts` (user_index, target_position,
     segments): the explicit-CoT baseline's text. Under torchrun every rank trains; only rank 0
     prepares `workdir/training`, and only it moves best.pt and writes run.json (the other ranks
-    return without touching the workdir).
+    return without touching the workdir). Freed memory stays in the process from here on
+    (`genrec_ml.train.memory`: validation's beam search reuses its pages).
     """
+    retain_freed_memory()
     workdir = Path(workdir)
     examples = split_examples(splits, experiment.scheme)
     if cot is not None:
@@ -323,7 +326,9 @@ def evaluate_experiment(
     checkpoint: str | Path, splits: pd.DataFrame, catalog: Catalog, experiment: Experiment | None = None,
     batch_size: int = 256, device: str = "auto", thinking_users: int = 512,
 ) -> Evaluation:
-    """Valid and test metrics of the model in `checkpoint` (all of `evaluate`'s, at experiment.eval_ks)."""
+    """Valid and test metrics of the model in `checkpoint` (all of `evaluate`'s, at experiment.eval_ks); freed
+    memory stays in the process from here on (`genrec_ml.train.memory`: decoder-only ranking ~1.6-1.8x faster)."""
+    retain_freed_memory()
     experiment = experiment or Experiment(**read_run_info(Path(checkpoint).parent)["experiment"])
     examples = split_examples(splits, experiment.scheme)
     _check_catalog(experiment, catalog)
