@@ -5,7 +5,8 @@ Every `cli train` run writes `<workdir>/curves.jsonl`, whatever is installed, on
     {"kind": "run", "identity": {...}, "mlflow_run_id": "9f3c...", "time": 1767225600000}
     {"kind": "train", "step": 50, "time": ..., "metrics": {"loss": 3.21, "lr": 0.001}}
     {"kind": "valid", "step": 400, "time": ..., "metrics": {"valid_ndcg_at_10": 0.031, ...}}
-    {"kind": "pars", ...}  {"kind": "pars_valid", ...}    REG4Rec's post-training steps and validations
+    {"kind": "pars", ...}  {"kind": "pars_valid", ...}    REG4Rec's post-training (PARS) steps and validations
+    {"kind": "rl", ...}    {"kind": "rl_valid", ...}      LASAR's RL steps and validations
 
 A `run` line per process that trained; metric names are MLflow's ("@" becomes "_at_"), times
 milliseconds. A resumed run (same identity, `training/last.pt` left by a kill) appends only the
@@ -36,7 +37,10 @@ from genrec_ml.progress import plain
 CURVES_FILE = "curves.jsonl"
 CHECKPOINT_FILE = "best.pt"
 EXPERIMENT = "training"  # the MLflow experiment of every trained model, CLI and Dagster runs alike
-EVENT_KINDS = {"eval": ("valid", "valid_"), "pars_step": ("pars", "pars_"), "pars_eval": ("pars_valid", "pars_valid_")}
+POST_TRAINING = ("pars", "rl")  # the `event` names of genrec_ml.rl.post_training's phases: REG4Rec's PARS, LASAR's RL
+EVENT_KINDS = {"eval": ("valid", "valid_"),
+               **{f"{phase}_step": (phase, f"{phase}_") for phase in POST_TRAINING},
+               **{f"{phase}_eval": (f"{phase}_valid", f"{phase}_valid_") for phase in POST_TRAINING}}
 
 Sink = Callable[[str, int, dict[str, float]], None]  # (kind, step, metrics)
 
@@ -52,7 +56,7 @@ def now_ms() -> int:
 
 @dataclass
 class CurvePoint:
-    kind: str  # train | valid | pars | pars_valid
+    kind: str  # train | valid | pars | pars_valid | rl | rl_valid
     step: int
     metrics: dict[str, float]
     time: int | None = None  # ms since the epoch
@@ -73,7 +77,8 @@ class CurveLogger:
 
     Train points carry the mean of each `loss*` value over the step events since the last point
     and the latest lr, one every `every` steps (1: each step event the loop emits, already a mean
-    over its `log_every_steps`); then every validation, and REG4Rec's PARS steps and validations.
+    over its `log_every_steps`); then every validation, and the post-training phases' steps and
+    validations (REG4Rec's PARS, LASAR's RL).
     Points whose (kind, step) is in `skip` (written before a resume) go nowhere.
     """
 

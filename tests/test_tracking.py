@@ -75,10 +75,14 @@ def test_curve_logger_averages_losses_over_its_interval_and_names_metrics_for_ml
     logger("eval", {"step": 2, "epoch": 1, "train_loss": 2.0, "ndcg@10": 0.25})
     logger("pars_step", {"step": 1, "loss": 0.5, "reward_total": 0.75})
     logger("pars_eval", {"step": 1, "ndcg@10": 0.3})
+    logger("rl_step", {"step": 1, "loss": 0.25, "reward": 0.5})  # LASAR's RL phase
+    logger("rl_eval", {"step": 1, "ndcg@10": 0.35})
     assert points == [("train", 2, {"loss": 2.0, "loss_ce": 1.0, "lr": 0.2}),
                       ("valid", 2, {"valid_train_loss": 2.0, "valid_ndcg_at_10": 0.25}),
                       ("pars", 1, {"pars_loss": 0.5, "pars_reward_total": 0.75}),
-                      ("pars_valid", 1, {"pars_valid_ndcg_at_10": 0.3})]
+                      ("pars_valid", 1, {"pars_valid_ndcg_at_10": 0.3}),
+                      ("rl", 1, {"rl_loss": 0.25, "rl_reward": 0.5}),
+                      ("rl_valid", 1, {"rl_valid_ndcg_at_10": 0.35})]
 
 
 def test_curves_file_continues_a_resumed_run_and_starts_other_runs_afresh(tmp_path):

@@ -8,7 +8,14 @@ import pytest
 
 from genrec_ml import warehouse
 from genrec_ml.experiments import read_run_info
-from tests.assets.pipeline import TINY_CODEBOOKS, TINY_DECODER, TINY_ICR_FLOOR, materialize, tiny_training
+from tests.assets.pipeline import (
+    TINY_CODEBOOKS,
+    TINY_DECODER,
+    TINY_ICR_FLOOR,
+    materialize,
+    shared_instance,
+    tiny_training,
+)
 
 
 @pytest.fixture
@@ -78,6 +85,11 @@ def test_cot_texts_cover_every_training_example_and_a_bad_file_keeps_them(data_w
     rl = next(e.event_specific_data.materialization.metadata for e in stages.all_events
               if e.event_type_value == "ASSET_MATERIALIZATION" and e.asset_key.path[-1] == "lasar_checkpoint")
     assert rl["rl_steps"].value == 2 and "rl_dynamics" in rl and "started_from" in rl
+    # the run's event log shows the phases while they run: validations, the RL phase's steps and validations
+    logged = [e.user_message for e in shared_instance().all_logs(stages.run_id) if e.user_message]
+    mine = [m for m in logged if m.startswith(("lasar_sft seed 0: ", "lasar seed 0: "))]
+    assert any(m.startswith("lasar_sft seed 0: valid step ") and "valid_ndcg_at_10" in m for m in mine), mine
+    assert any(m.startswith("lasar seed 0: rl_valid step 2: ") and "rl_valid_ndcg_at_10" in m for m in mine), mine
     with warehouse.connect(data_warehouse, read_only=True) as con:
         variants = {v for (v,) in con.execute("SELECT DISTINCT variant FROM metrics WHERE model = 'lasar'").fetchall()}
     assert variants == {"sft_kl_align", "default"}

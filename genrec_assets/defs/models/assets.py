@@ -38,7 +38,7 @@ from genrec_ml.experiments import (
 from genrec_ml.inputs import warehouse_catalog, warehouse_splits
 from genrec_ml.model_specs import ModelSpec
 from genrec_ml.models.registry import input_kind
-from genrec_ml.tracking import MlflowLogger
+from genrec_ml.tracking import POST_TRAINING, CurveLogger, MlflowLogger, fan_out
 from genrec_ml.warehouse import append_evaluation, query, read_partition
 
 GROUP = "models"
@@ -153,7 +153,7 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         source = artifacts.folder(dataset, "models", spec.source) if spec.source else None
         init = artifacts.folder(dataset, "models", spec.init_from) if spec.init_from else None
         trained = {name: train_one(spec, dataset, run, splits, catalog, folder / name, tracking, context.run_id,
-                                   source / name if source else None,
+                                   source / name if source else None, log=context.log,
                                    init_from=init / name / "best.pt" if init else None,
                                    cot=load_cot(warehouse, dataset, run.scheme, name, spec.cot))
                    for name, run in runs.items()}
@@ -230,23 +230,38 @@ def load_cot(warehouse: Warehouse, dataset: str, scheme: str, stage1: str, kind:
     return anchors_by_example(rows)
 
 
+def event_log(log, label: str, post_training_every: int = 25):
+    """A curve sink (genrec_ml.tracking.CurveLogger) writing to the Dagster run's event log, so that a long
+    training or post-training phase (REG4Rec's PARS, LASAR's RL) shows its progress while it runs: every point
+    it is given, of the post-training steps every `post_training_every`-th."""
+    def sink(kind: str, step: int, metrics: dict[str, float]) -> None:
+        if kind in POST_TRAINING and step % post_training_every:
+            return
+        log.info(f"{label}: {kind} step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    return sink
+
+
 def train_one(spec: ModelSpec, dataset: str, experiment: Experiment, splits: pd.DataFrame, catalog: Catalog,
-              folder, tracking: Tracking, dagster_run_id: str, source=None, init_from=None, cot=None):
+              folder, tracking: Tracking, dagster_run_id: str, source=None, init_from=None, cot=None, log=None):
     """Train one seed of `spec` into `folder` as an MLflow run (from the run in `source` when the spec
-    starts from another's weights; `init_from` / `cot` as `train_experiment`'s); returns (TrainedModel,
-    run id, curve figure or None)."""
+    starts from another's weights; `init_from` / `cot` as `train_experiment`'s), its curves also in `log` (the
+    run's event log; train points every 500 steps); returns (TrainedModel, run id, curve figure or None)."""
     tags = {"dataset": dataset, "model": spec.model, "variant": spec.variant, "profile": experiment.profile,
             "tokenizer": str(experiment.tokenizer), "seed": str(experiment.seed), "dagster_run_id": dagster_run_id}
     with tracking.run("training", f"{spec.prefix}-{dataset}", tags) as run:
         import mlflow
 
         mlflow.log_params({f"experiment.{k}": str(v) for k, v in experiment.__dict__.items()})
+        callback = MlflowLogger()
+        if log is not None:
+            callback = fan_out(callback, CurveLogger(event_log(log, f"{spec.prefix} seed {experiment.seed}"),
+                                                     every=500))
         if source is not None:
             trained = derive_experiment(experiment, splits, catalog, folder, source, spec.source_stage,
-                                        callback=MlflowLogger(), cot=cot)
+                                        callback=callback, cot=cot)
             mlflow.set_tags({"started_from": str(source), "start_stage": spec.source_stage})
         else:
-            trained = train_experiment(experiment, splits, catalog, folder, callback=MlflowLogger(),
+            trained = train_experiment(experiment, splits, catalog, folder, callback=callback,
                                        init_from=init_from, cot=cot)
         mlflow.log_params({f"train.{k}": str(v) for k, v in trained.info["train_config"].items()})
         figure = None
