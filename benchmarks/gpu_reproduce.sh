@@ -11,7 +11,8 @@
 #   3. here again, with the folder the device tool put the files in:
 #        benchmarks/gpu_reproduce.sh record /work/.device/<...>/runs.tgz
 #
-# Settings (environment): DATASET, MODELS, SEEDS, PROFILE, TRAIN_SETTINGS, MODEL_SETTINGS, BUDGET (7m).
+# Settings (environment): PRESET, DATASET, MODELS, SEEDS, PROFILE, TRAIN_SETTINGS, MODEL_SETTINGS, BUDGET (7m).
+# Give the same settings to all three steps (export, device, record): they name the bundles and the runs folder.
 # The default TRAIN_SETTINGS cap training at 4 minutes of wall clock per run (`max_train_seconds`:
 # the run then ends as if early-stopped, keeps its best validated weights and is ranked), validating
 # every 1,000 steps on 2,000 users: the paper's schedule (inverse square root, which does not depend on
@@ -19,8 +20,25 @@
 # The dry run prints each model's forward+backward time. There is no resuming across windows.
 # LASAR's line (MODELS=lasar_sft,explicit_cot: bundles exported after cot_texts carry the teacher CoTs) trains
 # MiniOneRec first and Stage 2 after it, so give each stage half the window: "max_train_seconds": 120.
+#
+# PRESET=cpu-tables: the `cpu`-profile runs of issue 12's tables instead (TIGER, S²GR, CARE, CARE(LETTER) and
+# every item-id baseline, seeds 0-2; a fixed 4-epoch budget for the SID models, RecBole's early-stopped recipe
+# for the item-id ones): ~17 core-hours on the 2-core CPU, which no 3-hour session holds. Its bundles need
+# the rq_vae, coba_rqvae and letter codebooks in the warehouse (on the CPU, both cores: ~1 h from raw data;
+# start them first). The runs are the `cpu` budget trained on CUDA (bf16 autocast): say so beside the figures.
+# Runs still training at the 6-minute cap end early-stopped, with their best weights ranked; run.json has
+# their steps.
 set -uo pipefail
 
+PRESET=${PRESET:-}
+if [ "$PRESET" = cpu-tables ]; then
+  MODELS=${MODELS:-tiger,s2gr,care,care_letter,sasrec,gru4rec,caser,bert4rec,rearec_erl,rearec_prl}
+  PROFILE=${PROFILE:-cpu}
+  TRAIN_SETTINGS=${TRAIN_SETTINGS:-'{"max_train_seconds": 360}'}
+elif [ -n "$PRESET" ]; then
+  echo "unknown PRESET=$PRESET (known: cpu-tables)" >&2
+  exit 2
+fi
 DATASET=${DATASET:-amazon-beauty}
 MODELS=${MODELS:-tiger,s2gr,care,care_letter,reg4rec,reg4rec_wo_pars,reg4rec_wo_corp,minionerec,sasrec}
 SEEDS=${SEEDS:-0,1,2}

@@ -396,6 +396,9 @@ def _stop_on_sigterm():
         return lambda: None
 
     def interrupt(signum, frame):
+        # once: `timeout` signals its command and then the whole process group, this process included, so a
+        # second SIGTERM would otherwise break off the stopping of the runs and the final table
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)

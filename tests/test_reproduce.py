@@ -3,6 +3,7 @@ when done, recorded once; `--dry-run` finds every problem first; a failed run do
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from genrec_ml.inputs import bundle_cot, read_bundle, write_bundle
 from genrec_ml.model_specs import MODEL_SPECS, spec
 from genrec_ml.models.registry import MODELS
 from genrec_ml.progress import ProgressFile, overall_seconds, read_progress, remaining_seconds
-from genrec_ml.reproduce import bundle_name, needed_bundles, needed_codes, scoped_settings
+from genrec_ml.reproduce import _stop_on_sigterm, bundle_name, needed_bundles, needed_codes, scoped_settings
 from tests.test_cli import catalog_with_clusters
 from tests.test_experiments import N_ITEMS, TINY_MODEL, TINY_TRAIN, splits_table
 
@@ -267,3 +268,17 @@ def test_eta_from_the_step_rate_and_queued_runs_fill_the_first_free_slot():
     assert remaining_seconds({"step": 5, "total_steps": None, "steps_per_second": 2.0}) is None
     assert overall_seconds([10.0, 30.0], [20.0, 5.0], slots=2) == 35.0  # 10 + 20 and 30 + 5
     assert overall_seconds([10.0], [None], slots=2) is None
+
+
+def test_sigterm_stops_the_runs_once_though_timeout_sends_it_twice():
+    previous = signal.getsignal(signal.SIGTERM)
+    restore = _stop_on_sigterm()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        os.kill(os.getpid(), signal.SIGTERM)  # `timeout` signals its command, then the whole process group
+        time.sleep(0.2)  # while the runs are being stopped: ignored, nothing raised
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGTERM) is previous
