@@ -33,17 +33,14 @@ import torch
 from genrec_ml import preflight, reproduce, tracking
 from genrec_ml.derived import derive_experiment
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
-from genrec_ml.experiments import (
-    Experiment,
+from genrec_ml.evaluation import (
     evaluate_experiment,
     evaluation_run_row,
     labelled_metrics,
     metric_labels,
     metrics_by_split,
-    read_run_info,
-    train_experiment,
-    write_run_info,
 )
+from genrec_ml.experiments import Experiment, read_run_info, train_experiment, write_run_info
 from genrec_ml.inputs import Bundle, bundle_cot, export_bundle, read_bundle
 from genrec_ml.progress import ProgressFile, plain, training_progress
 from genrec_ml.train.distributed import is_main_process

@@ -10,7 +10,8 @@ import pytest
 from genrec_ml import warehouse
 from genrec_ml.cli import main, read_metrics
 from genrec_ml.errors import GenrecDataError
-from genrec_ml.experiments import Catalog, evaluate_experiment, read_run_info
+from genrec_ml.evaluation import evaluate_experiment
+from genrec_ml.experiments import Catalog, read_run_info
 from genrec_ml.inputs import read_bundle, write_bundle
 from tests.test_experiments import N_ITEMS, SIZES, TINY_MODEL, TINY_TRAIN, experiment, splits_table
 

@@ -9,7 +9,8 @@ from genrec_ml import warehouse
 from genrec_ml.cli import main
 from genrec_ml.derived import derive_experiment
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
-from genrec_ml.experiments import Experiment, evaluate_experiment, read_run_info, train_experiment
+from genrec_ml.evaluation import evaluate_experiment
+from genrec_ml.experiments import Experiment, read_run_info, train_experiment
 from genrec_ml.inputs import write_bundle
 from genrec_ml.model_specs import spec
 from genrec_ml.reproduce import bundle_name, plan_runs, train_command

@@ -7,13 +7,11 @@ import pandas as pd
 import pytest
 
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
+from genrec_ml.evaluation import evaluate_experiment, evaluate_popularity, metric_rows
 from genrec_ml.experiments import (
     Catalog,
     Experiment,
     catalog_from_rows,
-    evaluate_experiment,
-    evaluate_popularity,
-    metric_rows,
     read_run_info,
     split_examples,
     train_experiment,

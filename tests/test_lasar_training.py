@@ -8,7 +8,8 @@ import torch
 
 from genrec_ml.data.cot_sequences import CotSequenceDataset, attach_cot
 from genrec_ml.errors import GenrecConfigError, GenrecDataError
-from genrec_ml.experiments import Catalog, Experiment, evaluate_experiment, train_experiment
+from genrec_ml.evaluation import evaluate_experiment
+from genrec_ml.experiments import Catalog, Experiment, train_experiment
 from genrec_ml.models.lasar import Lasar, LasarConfig
 from genrec_ml.models.minionerec import MiniOneRec, MiniOneRecConfig
 from genrec_ml.text.anchors import anchors_by_example, cot_anchor_rows, encode_last_states

@@ -7,7 +7,7 @@ import pytest
 from genrec_assets.defs.models.assets import write_metrics
 from genrec_assets.defs.resources import Warehouse
 from genrec_ml import warehouse
-from genrec_ml.experiments import rank_rows
+from genrec_ml.evaluation import rank_rows
 from genrec_ml.published import read_published_results
 from genrec_ml.reproduction import plot_reproduction, refresh_reproduction
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from genrec_ml.data.sequences import SequenceDataset, collate
 from genrec_ml.decoding import Trie, constrained_beam_search
 from genrec_ml.decoding.beam_search import brute_force_topk, teacher_forced_log_probs
-from genrec_ml.experiments import Catalog, Experiment, evaluate_experiment, evaluate_popularity, train_experiment
+from genrec_ml.evaluation import evaluate_experiment, evaluate_popularity
+from genrec_ml.experiments import Catalog, Experiment, train_experiment
 from genrec_ml.models.minionerec import MiniOneRec, MiniOneRecConfig
 from genrec_ml.models.registry import model_config
 from genrec_ml.text.prompt import AFTER_HISTORY, PREAMBLE, pieces, sid_token

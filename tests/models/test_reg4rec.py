@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from genrec_ml.evaluation import evaluate_experiment
 from genrec_ml.experiments import (
     Catalog,
     Experiment,
     build_experiment_model,
-    evaluate_experiment,
     read_run_info,
     split_examples,
     train_experiment,

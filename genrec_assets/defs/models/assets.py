@@ -21,20 +21,16 @@ import torch
 from genrec_assets.defs.partitions import dataset_partitions
 from genrec_assets.defs.resources import Artifacts, Tracking, Warehouse
 from genrec_ml.derived import derive_experiment
-from genrec_ml.experiments import (
-    Catalog,
+from genrec_ml.evaluation import (
     Evaluation,
-    Experiment,
     evaluate_experiment,
     evaluate_popularity,
     evaluation_run_row,
     labelled_metrics,
     metric_labels,
     metrics_by_split,
-    read_run_info,
-    train_experiment,
-    write_run_info,
 )
+from genrec_ml.experiments import Catalog, Experiment, read_run_info, train_experiment, write_run_info
 from genrec_ml.inputs import warehouse_catalog, warehouse_splits
 from genrec_ml.model_specs import ModelSpec
 from genrec_ml.models.registry import input_kind
