@@ -136,3 +136,19 @@ def test_a_warehouse_from_before_seeds_gains_the_column(tmp_path):
     record(store, labels("tiger", 2), [1, 0])
     seeds = sql(store, "SELECT evaluation_id = 'old' AS old, seed FROM metrics WHERE split = 'test' ORDER BY old")
     assert seeds["seed"].tolist()[0] == 2 and pd.isna(seeds["seed"].tolist()[-1])
+
+
+def test_a_published_row_without_a_variant_sits_beside_every_variant_of_its_model(store, tmp_path):
+    record(store, labels("rearec", 0, None, "erl"), [1, 0, 0, 0])
+    record(store, labels("rearec", 0, None, "prl"), [1, 2, 0, 0])
+    record(store, labels("sasrec", 0, None), [1, 2, 3, 0])
+    csv = published_csv(tmp_path / "published.csv", [
+        ("beauty", "ReaRec", "rearec", "", "", "loo", "recall", "HR", 10, 0.4, "S²GR Table 2", "ERL or PRL?"),
+        ("beauty", "ReaRec", "rearec", "prl", "", "loo", "recall", "HR", 10, 0.6, "LASAR Table 1", "PRL"),
+        ("beauty", "SASRec", "sasrec", "bce", "", "loo", "recall", "HR", 10, 0.9, "T9", "another loss"),
+    ])
+    with store.connect() as con:
+        table, _ = refresh_reproduction(con, "beauty", n_boot=50, published=csv)
+    got = sorted(zip(table["model"], table["variant"], table["source"], table["ours"], strict=True))
+    assert got == [("rearec", "erl", "S²GR Table 2", 0.25), ("rearec", "prl", "LASAR Table 1", 0.5),
+                   ("rearec", "prl", "S²GR Table 2", 0.5)]  # a named variant still matches only itself
