@@ -23,7 +23,8 @@
 #
 # PRESET=cpu-tables: the `cpu`-profile runs of issue 12's tables instead (TIGER, S²GR, CARE, CARE(LETTER) and
 # every item-id baseline, seeds 0-2; a fixed 4-epoch budget for the SID models, RecBole's early-stopped recipe
-# for the item-id ones): ~17 core-hours on the 2-core CPU, which no 3-hour session holds. Its bundles need
+# for the item-id ones): about 30 core-hours of this project's 2-core CPU (ReaRec alone ~2.5 h a run), which
+# no 3-hour session holds. Its bundles need
 # the rq_vae, coba_rqvae and letter codebooks in the warehouse (on the CPU, both cores: ~1 h from raw data;
 # start them first). The runs are the `cpu` budget trained on CUDA (bf16 autocast): say so beside the figures.
 # Runs still training at the 6-minute cap end early-stopped, with their best weights ranked; run.json has
