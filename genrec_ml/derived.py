@@ -53,6 +53,7 @@ from genrec_ml.models.registry import model_class, model_config
 from genrec_ml.train.checkpoint import model_payload, read_checkpoint, save_atomic
 from genrec_ml.train.distributed import Processes, resolve_device
 from genrec_ml.train.loop import TrainResult
+from genrec_ml.train.memory import retain_freed_memory
 
 STAGES = ("pretrained", "final")
 SAME_EXPERIMENT_FIELDS = ("model", "profile", "tokenizer", "scheme", "seed", "train_overrides")
@@ -91,7 +92,9 @@ def derive_experiment(experiment: Experiment, splits: pd.DataFrame, catalog: Cat
                       source_workdir: str | Path, stage: str, callback=None, cot: pd.DataFrame | None = None
                       ) -> TrainedModel:
     """`workdir/best.pt` and run.json of `experiment` started from the run in `source_workdir` (`cot`: the
-    training examples' CoT supervision, as `train_experiment`'s: LASAR's RL aligns to the last anchor)."""
+    training examples' CoT supervision, as `train_experiment`'s: LASAR's RL aligns to the last anchor). Freed memory
+    stays in the process, as in `train_experiment` (the post-training rollouts are beam searches)."""
+    retain_freed_memory()
     workdir, source_workdir = Path(workdir), Path(source_workdir)
     checkpoint = source_checkpoint(source_workdir, stage)
     source_info = read_run_info(source_workdir)
