@@ -1,5 +1,5 @@
-"""What keeping freed memory in the process (`genrec_ml.train.memory.retain_freed_memory`, which
-`train_experiment` and `evaluate_experiment` call) does to training and ranking speed, against glibc's
+"""What keeping freed memory in the process (`genrec_ml.train.memory.retain_freed_memory`, called by
+`train_experiment`, `derive_experiment` and `evaluate_experiment`) does to training and ranking speed, against glibc's
 defaults.
 
 Each (model, allocator) pair runs in a fresh process, so neither inherits the other's heap: the models

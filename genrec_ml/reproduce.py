@@ -109,8 +109,8 @@ def needed_codes(prefixes: list[str]) -> list[tuple[str | None, int | None]]:
 
 def needed_bundles(prefixes: list[str]) -> dict[tuple[str | None, int | None], bool]:
     """`needed_codes`, each with whether one of its models reads the teacher CoTs (then its bundle carries them)."""
-    bundles = dict.fromkeys(needed_codes(prefixes), False)
-    for model_spec in with_sources([spec(p) for p in prefixes]):
+    bundles: dict[tuple[str | None, int | None], bool] = {}
+    for model_spec in with_sources([spec(p) for p in prefixes]):  # the sources train on their bundles too
         bundles[model_spec.codes] = bundles.get(model_spec.codes, False) or bool(model_spec.cot)
     return bundles
 

@@ -149,7 +149,7 @@ def checkpoint_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         source = artifacts.folder(dataset, "models", spec.source) if spec.source else None
         init = artifacts.folder(dataset, "models", spec.init_from) if spec.init_from else None
         trained = {name: train_one(spec, dataset, run, splits, catalog, folder / name, tracking, context.run_id,
-                                   source / name if source else None, log=context.log,
+                                   context.log, source / name if source else None,
                                    init_from=init / name / "best.pt" if init else None,
                                    cot=load_cot(warehouse, dataset, run.scheme, name, spec.cot))
                    for name, run in runs.items()}
@@ -238,7 +238,7 @@ def event_log(log, label: str, post_training_every: int = 25):
 
 
 def train_one(spec: ModelSpec, dataset: str, experiment: Experiment, splits: pd.DataFrame, catalog: Catalog,
-              folder, tracking: Tracking, dagster_run_id: str, source=None, init_from=None, cot=None, log=None):
+              folder, tracking: Tracking, dagster_run_id: str, log, source=None, init_from=None, cot=None):
     """Train one seed of `spec` into `folder` as an MLflow run (from the run in `source` when the spec
     starts from another's weights; `init_from` / `cot` as `train_experiment`'s), its curves also in `log` (the
     run's event log; train points every 500 steps); returns (TrainedModel, run id, curve figure or None)."""
@@ -248,10 +248,8 @@ def train_one(spec: ModelSpec, dataset: str, experiment: Experiment, splits: pd.
         import mlflow
 
         mlflow.log_params({f"experiment.{k}": str(v) for k, v in experiment.__dict__.items()})
-        callback = MlflowLogger()
-        if log is not None:
-            callback = fan_out(callback, CurveLogger(event_log(log, f"{spec.prefix} seed {experiment.seed}"),
-                                                     every=500))
+        callback = fan_out(MlflowLogger(), CurveLogger(event_log(log, f"{spec.prefix} seed {experiment.seed}"),
+                                                       every=500))
         if source is not None:
             trained = derive_experiment(experiment, splits, catalog, folder, source, spec.source_stage,
                                         callback=callback, cot=cot)
